@@ -1,0 +1,23 @@
+/**
+ * The example registry: an Express app with the registry router over embedded filesystem storage.
+ *
+ *   npm start                     # 127.0.0.1:5000, data in ./registry-data
+ *   PORT=5001 HOST=0.0.0.0 DATA_DIR=/var/lib/registry npm start
+ */
+import express from 'express';
+import { resolve } from 'node:path';
+import { createRegistryRouter, FileSystemStorage } from '../lib';
+
+const port = Number(process.env.PORT ?? 5000);
+const host = process.env.HOST ?? '127.0.0.1';
+const root = resolve(process.env.DATA_DIR ?? 'registry-data');
+
+const app = express();
+app.disable('x-powered-by');
+app.use(createRegistryRouter({ storage: new FileSystemStorage({ root }) }));
+
+const server = app.listen(port, host, () => {
+  const address = server.address();
+  const actualPort = typeof address === 'object' && address ? address.port : port;
+  console.log(`registry listening on http://${host}:${actualPort} (data in ${root})`);
+});

@@ -1,0 +1,80 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
+import { RegistryError } from './errors';
+import type { Log } from './log';
+import type { RegistryStore } from './store';
+
+/** The HTTP methods a resource's method table may answer. */
+export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+
+/** A resource's handlers keyed by HTTP method; a method that is absent gets a 405. */
+export type MethodTable = Partial<Record<HttpMethod, () => Promise<void>>>;
+
+/** The request as the router sees it: Node's request plus what Express adds in every version. */
+export interface RegistryRequest extends IncomingMessage {
+  baseUrl: string;
+  path: string;
+  body?: unknown;
+}
+
+/** Settings every resource reads, with defaults filled in. */
+export interface ResolvedOptions {
+  mountFromAnyRepository: boolean;
+  deleteEnabled: boolean;
+}
+
+/** Everything a resource's handlers need for one request. */
+export interface RequestContext {
+  req: RegistryRequest;
+  res: ServerResponse;
+  store: RegistryStore;
+  options: ResolvedOptions;
+  /** Where the router is mounted (`''` or e.g. `/r`), for building `Location` URLs. */
+  baseUrl: string;
+  /** The validated repository name, for routes that have one. */
+  repository: string;
+  /** Route parameters after the repository name (upload id, digest, reference), percent-decoded where safe. */
+  params: Record<string, string>;
+  query: URLSearchParams;
+}
+
+/** Builds a resource's method table for one request, as the seed's dispatchers did. */
+export type ResourceDispatcher = (context: RequestContext, log: Log) => MethodTable;
+
+/** Ends a response with no body. */
+export function sendEmpty(res: ServerResponse, status: number, headers: Record<string, string | number> = {}): void {
+  res.statusCode = status;
+  for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
+  res.setHeader('Content-Length', 0);
+  res.end();
+}
+
+/** Ends a response with a JSON body. */
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.statusCode = status;
+  res.setHeader('Content-Type', 'application/json; charset=utf-8');
+  for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
+  res.setHeader('Content-Length', Buffer.byteLength(text));
+  res.end(text);
+}
+
+/** Whether the request carries a body (a positive Content-Length or a chunked one). */
+export function hasBody(req: IncomingMessage): boolean {
+  return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+}
+
+/**
+ * The request as a byte stream. Fails clearly when a body parser mounted before the router has
+ * already consumed it, since the exact bytes can no longer be had.
+ */
+export function requestBody(req: RegistryRequest): Readable {
+  const parsedBy = (req as { _body?: boolean })._body;
+  if (parsedBy || (req.readableEnded && hasBody(req))) {
+    throw new RegistryError(
+      'BLOB_UPLOAD_INVALID',
+      'the request body was consumed by a middleware before the registry router; mount the router before body parsers, or exclude its paths from them',
+    );
+  }
+  return req;
+}

@@ -1,0 +1,22 @@
+/**
+ * express-oci-registry: an OCI Distribution (container registry) API as an Express router over
+ * a storage adapter the host app supplies.
+ *
+ * @packageDocumentation
+ */
+export { createRegistryRouter, type RegistryOptions } from './router';
+export {
+  type StorageAdapter,
+  type ContentInfo,
+  type ListOptions,
+  type PutDocumentOptions,
+  UploadConflictError,
+  NotFoundError,
+  assertSafeKey,
+} from './storage/adapter';
+export { MemoryStorage, type MemoryStorageOptions } from './storage/memory';
+export { FileSystemStorage, type FileSystemStorageOptions } from './storage/filesystem';
+export { RegistryError, ERROR_CODES, type ErrorCode } from './errors';
+export { parseDigest, SUPPORTED_ALGORITHMS, type Digest, type DigestAlgorithm } from './digest';
+export type { ByteRange } from './range';
+export type { UploadSession } from './store';

@@ -1,0 +1,145 @@
+import { hasBody, requestBody, sendEmpty, type RequestContext, type ResourceDispatcher } from '../context';
+import { parseDigest, type Digest } from '../digest';
+import type { Log } from '../log';
+import { validateName } from '../names';
+import { parseChunkRange, rangeError, uploadRangeHeader } from '../range';
+import type { UploadSession } from '../store';
+
+/**
+ * One request against `/v2/<name>/blobs/uploads/[<id>]`: the push protocol's upload sessions.
+ */
+class UploadHandler {
+  constructor(
+    private readonly context: RequestContext,
+    private readonly log: Log,
+  ) {}
+
+  /** POST: mount an existing blob, take a whole blob in one request, or open a session. */
+  async start(): Promise<void> {
+    const { store, repository, query, options } = this.context;
+    const mount = query.get('mount');
+    if (mount !== null) {
+      const digest = parseDigest(mount);
+      const from = query.get('from');
+      const mounted = await store.mountBlob(repository, digest, from === null ? undefined : validateName(from), options.mountFromAnyRepository);
+      if (mounted) {
+        this.log('mounted %s from %s', digest.value, from ?? 'the shared store');
+        this.sendBlobCreated(digest);
+        return;
+      }
+    }
+    const monolithicDigest = mount === null && query.has('digest') ? parseDigest(query.get('digest')) : undefined;
+    const session = await store.startUpload(repository);
+    this.log('started upload %s', session.id);
+    if (monolithicDigest) {
+      try {
+        await this.appendBody(session);
+        await store.completeUpload(session, monolithicDigest);
+      } catch (error) {
+        // The client never learnt this session's id, so nothing can resume it.
+        await store.cancelUpload(session);
+        throw error;
+      }
+      this.sendBlobCreated(monolithicDigest);
+      return;
+    }
+    const minimum = store.adapter.minChunkSize;
+    sendEmpty(this.context.res, 202, {
+      ...this.sessionHeaders(session, 0),
+      ...(minimum ? { 'OCI-Chunk-Min-Length': minimum } : {}),
+    });
+  }
+
+  /** GET/HEAD: how much of the session is stored. */
+  async status(): Promise<void> {
+    const session = await this.findSession();
+    sendEmpty(this.context.res, 204, this.sessionHeaders(session, await this.context.store.uploadSize(session)));
+  }
+
+  /** PATCH: append a chunk (with Content-Range) or a streamed body (without). */
+  async append(): Promise<void> {
+    const session = await this.findSession();
+    const size = await this.appendBody(session);
+    sendEmpty(this.context.res, 202, this.sessionHeaders(session, size));
+  }
+
+  /** PUT: take an optional last chunk, verify the digest, publish the blob. */
+  async complete(): Promise<void> {
+    const digest = parseDigest(this.context.query.get('digest'));
+    const session = await this.findSession();
+    if (hasBody(this.context.req)) await this.appendBody(session);
+    const { size } = await this.context.store.completeUpload(session, digest);
+    this.log('committed %s (%d bytes)', digest.value, size);
+    this.sendBlobCreated(digest);
+  }
+
+  /** DELETE: cancel the session. */
+  async cancel(): Promise<void> {
+    const session = await this.findSession();
+    await this.context.store.cancelUpload(session);
+    this.log('cancelled');
+    sendEmpty(this.context.res, 204);
+  }
+
+  private findSession(): Promise<UploadSession> {
+    return this.context.store.findUpload(this.context.repository, this.context.params.uploadId);
+  }
+
+  /**
+   * Appends the request body, applying the spec's chunk rules: a Content-Range must start at the
+   * stored size and agree with Content-Length; without one the body is appended as it streams.
+   */
+  private async appendBody(session: UploadSession): Promise<number> {
+    const { req, store } = this.context;
+    const size = await store.uploadSize(session);
+    const contentRange = req.headers['content-range'];
+    let declaredLength: number | undefined;
+    if (contentRange !== undefined) {
+      const range = parseChunkRange(contentRange, size);
+      declaredLength = range.end - range.start + 1;
+      if (range.start !== size) {
+        throw rangeError(size, `the chunk starts at ${range.start}, but ${size} bytes are stored`);
+      }
+      const contentLength = req.headers['content-length'];
+      if (contentLength !== undefined && Number(contentLength) !== declaredLength) {
+        throw rangeError(size, `Content-Length ${contentLength} does not match Content-Range ${contentRange}`);
+      }
+    }
+    const newSize = await store.appendToUpload(session, size, requestBody(req), declaredLength);
+    if (declaredLength !== undefined && newSize - size !== declaredLength) {
+      throw rangeError(newSize, `the chunk declared ${declaredLength} bytes but ${newSize - size} arrived`);
+    }
+    this.log('appended %d bytes, now %d', newSize - size, newSize);
+    return newSize;
+  }
+
+  private sessionHeaders(session: UploadSession, size: number): Record<string, string> {
+    const { baseUrl, repository } = this.context;
+    return {
+      Location: `${baseUrl}/v2/${repository}/blobs/uploads/${session.id}`,
+      Range: uploadRangeHeader(size),
+      'Docker-Upload-UUID': session.id,
+    };
+  }
+
+  private sendBlobCreated(digest: Digest): void {
+    const { baseUrl, repository, res } = this.context;
+    sendEmpty(res, 201, {
+      Location: `${baseUrl}/v2/${repository}/blobs/${digest.value}`,
+      'Docker-Content-Digest': digest.value,
+    });
+  }
+}
+
+/** The upload dispatcher: `/v2/<name>/blobs/uploads/` starts sessions, `…/uploads/<id>` works on one. */
+export const uploadDispatcher: ResourceDispatcher = (context, log) => {
+  const handler = new UploadHandler(context, log);
+  if (context.params.uploadId === undefined) return { POST: () => handler.start() };
+  return {
+    GET: () => handler.status(),
+    HEAD: () => handler.status(),
+    PATCH: () => handler.append(),
+    PUT: () => handler.complete(),
+    DELETE: () => handler.cancel(),
+  };
+};

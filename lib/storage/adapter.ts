@@ -1,0 +1,148 @@
+import type { Readable } from 'node:stream';
+import type { ByteRange } from '../range';
+
+/** What a storage adapter knows about a piece of stored content. */
+export interface ContentInfo {
+  /** Size in bytes. */
+  size: number;
+}
+
+/** Paging for {@link StorageAdapter.listDocuments}. */
+export interface ListOptions {
+  /** Only names that sort after this one (code unit order). */
+  after?: string;
+  /** At most this many names. */
+  limit?: number;
+}
+
+/** Options for {@link StorageAdapter.putDocument}. */
+export interface PutDocumentOptions {
+  /** Write only when no document exists under the key; the call then returns false instead. */
+  ifAbsent?: boolean;
+}
+
+/**
+ * Where a registry keeps its bytes. A host app supplies one to `createRegistryRouter`; the
+ * built-in ones are `MemoryStorage` and `FileSystemStorage`.
+ *
+ * An adapter knows nothing of repositories, tags or digests: the registry core above it owns
+ * that data model and hands the adapter three kinds of things.
+ *
+ * - **Uploads**: byte sequences that only grow, by conditional appends, until they are committed
+ *   (turned into content without copying their bytes again) or deleted. An upload must be
+ *   visible to every process that shares the store.
+ * - **Content**: immutable bytes under a key, read whole or by range.
+ * - **Documents**: small values (JSON records of tags, links, sessions) under a key, with a
+ *   conditional create and a sorted, paged listing by prefix.
+ *
+ * Keys and upload ids are `/`-separated segments of `[A-Za-z0-9._-]`, never `.` or `..`; the core
+ * never makes a key that is both a document and a prefix of another document's key.
+ *
+ * Adapters signal the two expected failures with {@link UploadConflictError} and
+ * {@link NotFoundError}; any other error becomes a 500.
+ */
+export interface StorageAdapter {
+  /**
+   * The smallest chunk, other than the last, that the backend can take (an object store's
+   * minimum part size). Advertised to clients as `OCI-Chunk-Min-Length`; undefined for none.
+   */
+  readonly minChunkSize?: number;
+
+  /** Creates an empty upload. */
+  createUpload(id: string): Promise<void>;
+
+  /**
+   * Appends `body` to an upload whose size is `expectedSize`, and resolves to the new size.
+   * The check and the append are one atomic step across every process sharing the store:
+   * when the size differs, or another append or commit is under way, it rejects with
+   * {@link UploadConflictError} without reading `body`. When `body` fails midway, the bytes
+   * already written may stay; the upload's size then counts exactly those bytes.
+   * Rejects with {@link NotFoundError} for an unknown upload.
+   */
+  appendUpload(id: string, expectedSize: number, body: Readable): Promise<number>;
+
+  /** The upload's size, or undefined when there is no such upload. */
+  uploadSize(id: string): Promise<number | undefined>;
+
+  /** Streams the upload's bytes from the start (used to verify a digest when no running hash is at hand). */
+  readUpload(id: string): Promise<Readable>;
+
+  /**
+   * Makes the upload's bytes the content under `contentKey`, without copying them, and removes
+   * the upload. Rejects with {@link UploadConflictError} unless the upload still has
+   * `expectedSize` bytes and no append is under way. When content already exists under the key
+   * (another upload of the same bytes), either copy may stay: the core has verified both.
+   */
+  commitUpload(id: string, expectedSize: number, contentKey: string): Promise<void>;
+
+  /** Removes an upload and its bytes; no error when it does not exist. */
+  deleteUpload(id: string): Promise<void>;
+
+  /** Size of the content under `key`, or undefined when there is none. */
+  statContent(key: string): Promise<ContentInfo | undefined>;
+
+  /** Streams content, whole or an inclusive byte range. Rejects with {@link NotFoundError}. */
+  readContent(key: string, range?: ByteRange): Promise<Readable>;
+
+  /** Removes content; no error when it does not exist. */
+  deleteContent(key: string): Promise<void>;
+
+  /** A document's bytes, or undefined. */
+  getDocument(key: string): Promise<Buffer | undefined>;
+
+  /**
+   * Writes a document atomically (readers see the old or the new value, never a torn one).
+   * Resolves to false only when `ifAbsent` was set and the key already existed.
+   */
+  putDocument(key: string, value: Buffer, options?: PutDocumentOptions): Promise<boolean>;
+
+  /** Removes a document; no error when it does not exist. */
+  deleteDocument(key: string): Promise<void>;
+
+  /**
+   * The keys of the documents under `prefix` (which ends in `/`), at any depth, with the prefix
+   * removed, sorted by code unit order.
+   */
+  listDocuments(prefix: string, options?: ListOptions): Promise<string[]>;
+}
+
+/** An append or commit found the upload at another size, or busy with another request. */
+export class UploadConflictError extends Error {
+  /** The upload's size as the adapter found it. */
+  readonly size: number;
+
+  constructor(size: number, message = `upload is at ${size} bytes or busy`) {
+    super(message);
+    this.name = 'UploadConflictError';
+    this.size = size;
+  }
+}
+
+/** The upload or content asked for does not exist. */
+export class NotFoundError extends Error {
+  constructor(what: string) {
+    super(`${what} not found`);
+    this.name = 'NotFoundError';
+  }
+}
+
+const KEY_SEGMENT = /^[A-Za-z0-9_-][A-Za-z0-9._-]*$/;
+
+/**
+ * Throws unless `key` follows the key rules in {@link StorageAdapter}. Adapters call it before
+ * turning a key into a path, so that no key can reach outside their storage.
+ */
+export function assertSafeKey(key: string): void {
+  const segments = key.split('/');
+  for (const segment of segments) {
+    if (!KEY_SEGMENT.test(segment)) {
+      throw new Error(`unsafe storage key: ${JSON.stringify(key.slice(0, 200))}`);
+    }
+  }
+}
+
+/** Applies {@link ListOptions} to names already sorted. */
+export function pageNames(sorted: string[], options: ListOptions = {}): string[] {
+  const from = options.after === undefined ? sorted : sorted.filter((name) => name > options.after!);
+  return options.limit === undefined ? from : from.slice(0, options.limit);
+}

@@ -1,0 +1,264 @@
+import { randomUUID } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { link, mkdir, open, readFile, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { once } from 'node:events';
+import { hostname } from 'node:os';
+import { dirname, join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ByteRange } from '../range';
+import {
+  assertSafeKey,
+  NotFoundError,
+  pageNames,
+  UploadConflictError,
+  type ContentInfo,
+  type ListOptions,
+  type PutDocumentOptions,
+  type StorageAdapter,
+} from './adapter';
+
+/** Options for {@link FileSystemStorage}. */
+export interface FileSystemStorageOptions {
+  /** Folder that holds everything; created when missing. */
+  root: string;
+}
+
+/**
+ * Stores the registry in a folder: the embedded default.
+ *
+ * Layout under `root`: `uploads/<id>/data` (an upload's bytes, appended in place) with
+ * `uploads/<id>/lock` while a request writes it; `content/<key>` (committed content, moved there
+ * by an atomic rename after an fsync); `documents/<key>`; `tmp/` for documents being written.
+ *
+ * The lock is a file created exclusively, so appends are conditional across every process
+ * sharing the folder on one machine; a lock left by a process that died is taken over.
+ */
+export class FileSystemStorage implements StorageAdapter {
+  /** The folder the storage lives in. */
+  readonly root: string;
+  private readonly lockOwner = `${hostname()} ${process.pid}`;
+
+  constructor(options: FileSystemStorageOptions) {
+    this.root = options.root;
+  }
+
+  async createUpload(id: string): Promise<void> {
+    assertSafeKey(id);
+    await mkdir(this.uploadDir(id), { recursive: true });
+    await writeFile(this.uploadData(id), '', { flag: 'wx' });
+  }
+
+  async appendUpload(id: string, expectedSize: number, body: Readable): Promise<number> {
+    const release = await this.lockUpload(id);
+    try {
+      const size = await this.requireUploadSize(id);
+      if (size !== expectedSize) throw new UploadConflictError(size);
+      const file = createWriteStream(this.uploadData(id), { flags: 'a', highWaterMark: 1 << 20 });
+      try {
+        await pipeline(body, file);
+      } catch (error) {
+        // Wait until writes already issued have landed, so the size read after this is final
+        // before the lock lets another append in; the bytes written so far stay in the upload.
+        if (!file.closed) await once(file, 'close');
+        throw error;
+      }
+      return await this.requireUploadSize(id);
+    } finally {
+      await release();
+    }
+  }
+
+  async uploadSize(id: string): Promise<number | undefined> {
+    assertSafeKey(id);
+    return (await statOrUndefined(this.uploadData(id)))?.size;
+  }
+
+  async readUpload(id: string): Promise<Readable> {
+    assertSafeKey(id);
+    return openForReading(this.uploadData(id), `upload ${id}`);
+  }
+
+  async commitUpload(id: string, expectedSize: number, contentKey: string): Promise<void> {
+    assertSafeKey(contentKey);
+    const release = await this.lockUpload(id);
+    try {
+      const size = await this.requireUploadSize(id);
+      if (size !== expectedSize) throw new UploadConflictError(size);
+      const handle = await open(this.uploadData(id), 'r');
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      const target = this.contentPath(contentKey);
+      await mkdir(dirname(target), { recursive: true });
+      await rename(this.uploadData(id), target);
+    } finally {
+      await release();
+    }
+    await rm(this.uploadDir(id), { recursive: true, force: true });
+  }
+
+  async deleteUpload(id: string): Promise<void> {
+    assertSafeKey(id);
+    await rm(this.uploadDir(id), { recursive: true, force: true });
+  }
+
+  async statContent(key: string): Promise<ContentInfo | undefined> {
+    assertSafeKey(key);
+    const info = await statOrUndefined(this.contentPath(key));
+    return info && { size: info.size };
+  }
+
+  async readContent(key: string, range?: ByteRange): Promise<Readable> {
+    assertSafeKey(key);
+    return openForReading(this.contentPath(key), `content ${key}`, range);
+  }
+
+  async deleteContent(key: string): Promise<void> {
+    assertSafeKey(key);
+    await rm(this.contentPath(key), { force: true });
+  }
+
+  async getDocument(key: string): Promise<Buffer | undefined> {
+    assertSafeKey(key);
+    try {
+      return await readFile(this.documentPath(key));
+    } catch (error) {
+      if (isMissing(error)) return undefined;
+      throw error;
+    }
+  }
+
+  async putDocument(key: string, value: Buffer, options: PutDocumentOptions = {}): Promise<boolean> {
+    assertSafeKey(key);
+    const target = this.documentPath(key);
+    const temp = join(this.root, 'tmp', randomUUID());
+    await mkdir(dirname(temp), { recursive: true });
+    await writeFile(temp, value);
+    await mkdir(dirname(target), { recursive: true });
+    if (!options.ifAbsent) {
+      await rename(temp, target);
+      return true;
+    }
+    // link() fails when the target exists, so a complete document appears only if none was there.
+    try {
+      await link(temp, target);
+      return true;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw error;
+    } finally {
+      await rm(temp, { force: true });
+    }
+  }
+
+  async deleteDocument(key: string): Promise<void> {
+    assertSafeKey(key);
+    await rm(this.documentPath(key), { force: true });
+  }
+
+  async listDocuments(prefix: string, options?: ListOptions): Promise<string[]> {
+    const base = prefix.replace(/\/$/, '');
+    if (base) assertSafeKey(base);
+    const names = await listFiles(join(this.root, 'documents', base));
+    return pageNames(names.sort(), options);
+  }
+
+  private uploadDir(id: string): string {
+    return join(this.root, 'uploads', id);
+  }
+
+  private uploadData(id: string): string {
+    return join(this.uploadDir(id), 'data');
+  }
+
+  private contentPath(key: string): string {
+    return join(this.root, 'content', key);
+  }
+
+  private documentPath(key: string): string {
+    return join(this.root, 'documents', key);
+  }
+
+  private async requireUploadSize(id: string): Promise<number> {
+    const size = await this.uploadSize(id);
+    if (size === undefined) throw new NotFoundError(`upload ${id}`);
+    return size;
+  }
+
+  /** Takes the upload's write lock, or rejects with UploadConflictError while another holds it. */
+  private async lockUpload(id: string): Promise<() => Promise<void>> {
+    assertSafeKey(id);
+    const lockPath = join(this.uploadDir(id), 'lock');
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        await writeFile(lockPath, this.lockOwner, { flag: 'wx' });
+        return () => rm(lockPath, { force: true });
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT') throw new NotFoundError(`upload ${id}`);
+        if (code !== 'EEXIST') throw error;
+        if (!(await this.isStaleLock(lockPath))) break;
+        await rm(lockPath, { force: true });
+      }
+    }
+    throw new UploadConflictError((await this.uploadSize(id)) ?? 0, 'another request is writing to this upload');
+  }
+
+  private async isStaleLock(lockPath: string): Promise<boolean> {
+    const owner = (await readFile(lockPath, 'utf8').catch(() => '')).split(' ');
+    if (owner.length !== 2 || owner[0] !== hostname()) return false;
+    const pid = Number(owner[1]);
+    if (pid === process.pid) return false;
+    try {
+      process.kill(pid, 0);
+      return false;
+    } catch (error) {
+      return (error as NodeJS.ErrnoException).code === 'ESRCH';
+    }
+  }
+}
+
+async function statOrUndefined(path: string) {
+  try {
+    const info = await stat(path);
+    return info.isFile() ? info : undefined;
+  } catch (error) {
+    if (isMissing(error)) return undefined;
+    throw error;
+  }
+}
+
+async function openForReading(path: string, what: string, range?: ByteRange): Promise<Readable> {
+  try {
+    const handle = await open(path, 'r');
+    return handle.createReadStream({ start: range?.start, end: range?.end, highWaterMark: 1 << 20 });
+  } catch (error) {
+    if (isMissing(error)) throw new NotFoundError(what);
+    throw error;
+  }
+}
+
+async function listFiles(dir: string, relative = ''): Promise<string[]> {
+  let entries;
+  try {
+    entries = await readdir(join(dir, relative), { withFileTypes: true });
+  } catch (error) {
+    if (isMissing(error)) return [];
+    throw error;
+  }
+  const names: string[] = [];
+  for (const entry of entries) {
+    const name = relative ? `${relative}/${entry.name}` : entry.name;
+    if (entry.isDirectory()) names.push(...(await listFiles(dir, name)));
+    else if (entry.isFile()) names.push(name);
+  }
+  return names;
+}
+
+function isMissing(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR';
+}

@@ -1,0 +1,215 @@
+import { randomUUID, type Hash } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { createDigestHash, type Digest, type DigestAlgorithm } from './digest';
+import { RegistryError } from './errors';
+import { Meter } from './meter';
+import { rangeError, type ByteRange } from './range';
+import { NotFoundError, UploadConflictError, type StorageAdapter } from './storage/adapter';
+
+/** An upload session as the registry records it. */
+export interface UploadSession {
+  /** The session id (a UUID), also the adapter's upload id. */
+  id: string;
+  /** The repository the session was started in; it is unknown to every other. */
+  repository: string;
+  /** When the session started (ISO 8601), for purging stale sessions. */
+  startedAt: string;
+}
+
+/** A blob as a repository sees it. */
+export interface BlobInfo {
+  size: number;
+}
+
+const UPLOAD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** Document key of an upload session's record. */
+export function uploadRecordKey(id: string): string {
+  return `uploads/${id}`;
+}
+
+/** Key prefix of everything a repository holds (links, manifests, tags, referrers). */
+export function repositoryPrefix(repository: string): string {
+  return `repositories/${repository}/`;
+}
+
+/** Document key of the link that makes a blob visible in a repository. */
+export function blobLinkKey(repository: string, digest: Digest): string {
+  return `${repositoryPrefix(repository)}_blobs/${digest.algorithm}/${digest.hex}`;
+}
+
+/** Content key of a digest's bytes; stored once, whichever repositories link to it. */
+export function contentKey(digest: Digest): string {
+  return `${digest.algorithm}/${digest.hex.slice(0, 2)}/${digest.hex}`;
+}
+
+/**
+ * The registry's data model over a {@link StorageAdapter}: upload sessions, content stored once
+ * per digest, and per-repository links to it. Adapters only move bytes; every rule about
+ * sessions, digests and visibility lives here, once.
+ *
+ * Digests are computed while bytes stream in. The process that served a session's last append
+ * keeps the running sha256 in memory; any other process (or a restarted one, or a sha512 digest)
+ * verifies by reading the stored bytes back once at commit.
+ */
+export class RegistryStore {
+  private readonly runningHashes = new Map<string, { hash: Hash; size: number }>();
+
+  constructor(readonly adapter: StorageAdapter) {}
+
+  /** Starts an upload session in `repository`. */
+  async startUpload(repository: string): Promise<UploadSession> {
+    const session: UploadSession = { id: randomUUID(), repository, startedAt: new Date().toISOString() };
+    // The record goes first: a session whose bytes exist always has a record to purge it by.
+    await this.adapter.putDocument(uploadRecordKey(session.id), Buffer.from(JSON.stringify(session)));
+    await this.adapter.createUpload(session.id);
+    this.runningHashes.set(session.id, { hash: createDigestHash('sha256'), size: 0 });
+    return session;
+  }
+
+  /** The session `id`, which must belong to `repository`; else `BLOB_UPLOAD_UNKNOWN`. */
+  async findUpload(repository: string, id: string): Promise<UploadSession> {
+    const record = UPLOAD_ID.test(id) ? await this.adapter.getDocument(uploadRecordKey(id)) : undefined;
+    const session = record && (JSON.parse(record.toString('utf8')) as UploadSession);
+    if (!session || session.repository !== repository) {
+      throw new RegistryError('BLOB_UPLOAD_UNKNOWN', `upload ${id.slice(0, 80)} is not known in ${repository}`);
+    }
+    return session;
+  }
+
+  /** Bytes stored so far in a session. */
+  async uploadSize(session: UploadSession): Promise<number> {
+    const size = await this.adapter.uploadSize(session.id);
+    if (size === undefined) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', `upload ${session.id} has no data`);
+    return size;
+  }
+
+  /**
+   * Appends `body` to a session stored at `expectedSize` bytes and resolves to the new size.
+   * With `maxBytes`, a body longer than that fails with a 416. A concurrent writer or a stale
+   * offset fails with a 416 that reports the stored size.
+   */
+  async appendToUpload(session: UploadSession, expectedSize: number, body: Readable, maxBytes?: number): Promise<number> {
+    const running = this.claimRunningHash(session.id, expectedSize);
+    const meter = new Meter(running, maxBytes, () =>
+      rangeError(expectedSize, `the body is longer than the ${maxBytes} bytes its Content-Range declares`),
+    );
+    body.once('error', (error) => meter.destroy(error));
+    body.pipe(meter);
+    try {
+      const newSize = await this.adapter.appendUpload(session.id, expectedSize, meter);
+      if (running && meter.bytes === newSize - expectedSize) {
+        this.runningHashes.set(session.id, { hash: running, size: newSize });
+      }
+      return newSize;
+    } catch (error) {
+      body.unpipe(meter);
+      throw translateUploadError(error, session);
+    }
+  }
+
+  /**
+   * Verifies the session's bytes against `digest` and, when they match, publishes them as that
+   * digest's content linked into the session's repository, and ends the session. On a mismatch
+   * nothing is published and the session stays as it was.
+   */
+  async completeUpload(session: UploadSession, digest: Digest): Promise<BlobInfo> {
+    const size = await this.uploadSize(session);
+    const actual = await this.hashUpload(session.id, size, digest.algorithm);
+    if (actual !== digest.hex) {
+      throw new RegistryError('DIGEST_INVALID', `the uploaded content has digest ${digest.algorithm}:${actual}, not ${digest.value}`);
+    }
+    try {
+      await this.adapter.commitUpload(session.id, size, contentKey(digest));
+    } catch (error) {
+      throw translateUploadError(error, session);
+    }
+    this.runningHashes.delete(session.id);
+    await this.linkBlob(session.repository, digest, size);
+    await this.adapter.deleteDocument(uploadRecordKey(session.id));
+    return { size };
+  }
+
+  /** Ends a session and drops its bytes. */
+  async cancelUpload(session: UploadSession): Promise<void> {
+    this.runningHashes.delete(session.id);
+    await this.adapter.deleteUpload(session.id);
+    await this.adapter.deleteDocument(uploadRecordKey(session.id));
+  }
+
+  /** Makes a blob visible in `repository`. */
+  async linkBlob(repository: string, digest: Digest, size: number): Promise<void> {
+    await this.adapter.putDocument(blobLinkKey(repository, digest), Buffer.from(JSON.stringify({ size })));
+  }
+
+  /** Removes a blob from `repository`; false when it was not there. The content itself stays. */
+  async unlinkBlob(repository: string, digest: Digest): Promise<boolean> {
+    if (!(await this.adapter.getDocument(blobLinkKey(repository, digest)))) return false;
+    await this.adapter.deleteDocument(blobLinkKey(repository, digest));
+    return true;
+  }
+
+  /** The blob as `repository` sees it: undefined unless it was pushed or mounted there and its content exists. */
+  async blobInfo(repository: string, digest: Digest): Promise<BlobInfo | undefined> {
+    if (!(await this.adapter.getDocument(blobLinkKey(repository, digest)))) return undefined;
+    return this.adapter.statContent(contentKey(digest));
+  }
+
+  /** Streams a blob's bytes, whole or a range. */
+  async openBlob(digest: Digest, range?: ByteRange): Promise<Readable> {
+    return this.adapter.readContent(contentKey(digest), range);
+  }
+
+  /**
+   * Links an existing blob into `repository` without sending its bytes again: from repository
+   * `from` when it holds the blob, or (with `from` undefined and `fromAnywhere`) from any stored
+   * content. Resolves to false when there is nothing to mount.
+   */
+  async mountBlob(repository: string, digest: Digest, from: string | undefined, fromAnywhere: boolean): Promise<BlobInfo | undefined> {
+    let info: BlobInfo | undefined;
+    if (from !== undefined) info = await this.blobInfo(from, digest);
+    else if (fromAnywhere) info = await this.adapter.statContent(contentKey(digest));
+    if (info) await this.linkBlob(repository, digest, info.size);
+    return info;
+  }
+
+  /** Takes the session's running hash if it covers exactly `size` bytes, so no other request can feed it. */
+  private claimRunningHash(id: string, size: number): Hash | undefined {
+    const running = this.runningHashes.get(id);
+    this.runningHashes.delete(id);
+    if (running && running.size === size) return running.hash;
+    return size === 0 ? createDigestHash('sha256') : undefined;
+  }
+
+  /** The hex digest of the first `size` bytes of an upload: from the running hash, or by reading them back. */
+  private async hashUpload(id: string, size: number, algorithm: DigestAlgorithm): Promise<string> {
+    const running = this.runningHashes.get(id);
+    if (algorithm === 'sha256' && running && running.size === size) return running.hash.copy().digest('hex');
+    const hash = createDigestHash(algorithm);
+    const stream = await this.adapter.readUpload(id);
+    let remaining = size;
+    try {
+      for await (const chunk of stream) {
+        const buffer = chunk as Buffer;
+        hash.update(buffer.length > remaining ? buffer.subarray(0, remaining) : buffer);
+        remaining -= Math.min(buffer.length, remaining);
+        if (remaining === 0) break;
+      }
+    } finally {
+      stream.destroy();
+    }
+    if (remaining > 0) throw new RegistryError('BLOB_UPLOAD_INVALID', 'the upload changed while it was being verified');
+    if (algorithm === 'sha256') this.runningHashes.set(id, { hash: hash.copy(), size });
+    return hash.digest('hex');
+  }
+}
+
+function translateUploadError(error: unknown, session: UploadSession): unknown {
+  if (error instanceof UploadConflictError) {
+    return rangeError(error.size, `the upload is at ${error.size} bytes or another request is writing to it: ${error.message}`);
+  }
+  if (error instanceof NotFoundError) {
+    return new RegistryError('BLOB_UPLOAD_UNKNOWN', `upload ${session.id} is gone`);
+  }
+  return error;
+}

@@ -1,0 +1,93 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import supertest from 'supertest';
+import { FileSystemStorage } from '../lib';
+import { bytes, listen, makeApp, request, sha256, sha512 } from './support/http';
+
+describe('resuming uploads over FileSystemStorage', () => {
+  let root: string;
+  beforeEach(async () => {
+    root = await mkdtemp(join(tmpdir(), 'oci-resume-'));
+  });
+  afterEach(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it.each([
+    ['sha256', sha256],
+    ['sha512', sha512],
+  ])('continues after the router is re-created on the same root, verifying %s from the stored bytes', async (_algorithm, digestOf) => {
+    const data = bytes(2 * 1024 * 1024, 11);
+    const first = supertest(makeApp(new FileSystemStorage({ root })));
+    const started = await first.post('/v2/team/app/blobs/uploads/').expect(202);
+    const location = started.headers.location;
+    await first.patch(location).set('Content-Range', `0-${1_000_000 - 1}`).set('Content-Type', 'application/octet-stream').send(data.subarray(0, 1_000_000)).expect(202);
+
+    // A new router over the same folder stands for a restarted process: no running hash survives.
+    const second = supertest(makeApp(new FileSystemStorage({ root })));
+    const status = await second.get(location).expect(204);
+    expect(status.headers.range).toBe('0-999999');
+    await second.patch(location).set('Content-Type', 'application/octet-stream').send(data.subarray(1_000_000)).expect(202);
+    await second.put(`${location}?digest=${digestOf(data)}`).expect(201);
+    const blob = await second.get(`/v2/team/app/blobs/${digestOf(data)}`).buffer(true).expect(200);
+    expect(Buffer.compare(blob.body, data)).toBe(0);
+  });
+
+  it('a wrong digest after a restart is still refused', async () => {
+    const first = supertest(makeApp(new FileSystemStorage({ root })));
+    const started = await first.post('/v2/team/app/blobs/uploads/').expect(202);
+    await first.patch(started.headers.location).set('Content-Type', 'application/octet-stream').send(Buffer.from('real bytes')).expect(202);
+    const second = supertest(makeApp(new FileSystemStorage({ root })));
+    const res = await second.put(`${started.headers.location}?digest=${sha256('other bytes')}`).expect(400);
+    expect(res.body.errors[0].code).toBe('DIGEST_INVALID');
+  });
+
+  it('after a client disconnects mid-PATCH, the session holds exactly the bytes stored and the upload continues', async () => {
+    const data = bytes(4 * 1024 * 1024, 12);
+    const server = await listen(makeApp(new FileSystemStorage({ root })));
+    try {
+      const started = await request(`${server.url}/v2/team/app/blobs/uploads/`, { method: 'POST' });
+      const location = started.headers.location!;
+
+      // Declare the whole blob, send about a third of it, then drop the connection.
+      await new Promise<void>((resolve) => {
+        const req = http.request(`${server.url}${location}`, {
+          method: 'PATCH',
+          agent: false,
+          headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(data.length) },
+        });
+        req.on('error', () => resolve());
+        req.write(data.subarray(0, 1_400_000), () => setTimeout(() => req.destroy(), 100));
+        req.on('close', () => resolve());
+      });
+
+      // The server finishes the aborted append in the background; wait until the session is free.
+      let stored = -1;
+      for (let attempt = 0; attempt < 50; attempt++) {
+        const status = await request(`${server.url}${location}`, { method: 'GET' });
+        expect(status.status).toBe(204);
+        const size = Number(String(status.headers.range).split('-')[1]) + 1;
+        if (size === stored) break;
+        stored = size;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      expect(stored).toBeGreaterThan(0);
+      expect(stored).toBeLessThanOrEqual(1_400_000);
+
+      const rest = await request(`${server.url}${location}`, {
+        method: 'PATCH',
+        headers: { 'Content-Type': 'application/octet-stream', 'Content-Range': `${stored}-${data.length - 1}` },
+        body: data.subarray(stored),
+      });
+      expect(rest.status).toBe(202);
+      const put = await request(`${server.url}${location}?digest=${sha256(data)}`, { method: 'PUT' });
+      expect(put.status).toBe(201);
+      const blob = await request(`${server.url}/v2/team/app/blobs/${sha256(data)}`, { method: 'GET' });
+      expect(Buffer.compare(blob.body, data)).toBe(0);
+    } finally {
+      await server.close();
+    }
+  });
+});

@@ -1,0 +1,4 @@
+import { MemoryStorage } from '../lib';
+import { describeStorageAdapterContract } from './support/adapter-contract';
+
+describeStorageAdapterContract('MemoryStorage', async () => new MemoryStorage());

@@ -56,7 +56,7 @@ export function parseRequestRange(header: string | undefined, size: number): Byt
     return { start: Math.max(size - suffix, 0), end: size - 1 };
   }
   const start = parseOffset(match[1]);
-  const end = match[2] === '' ? size - 1 : parseOffset(match[2]);
+  const end = match[2] === '' ? Number.MAX_SAFE_INTEGER : parseOffset(match[2]);
   if (start === undefined || end === undefined || end < start) return undefined;
   if (start >= size) return 'unsatisfiable';
   return { start, end: Math.min(end, size - 1) };

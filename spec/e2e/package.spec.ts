@@ -1,0 +1,111 @@
+import { execFile } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+const projectRoot = resolve(__dirname, '../..');
+
+// A consumer that loads the installed package, pushes one blob through it in a fresh Express
+// app, reads it back and prints what it saw; `load` is the `require` or `import` preamble.
+const consumer = (load: string) => `
+${load}
+const { createHash } = require_('node:crypto');
+const data = Buffer.from('a blob pushed through the installed package');
+const digest = 'sha256:' + createHash('sha256').update(data).digest('hex');
+const app = express();
+app.use(registry.createRegistryRouter({ storage: new registry.MemoryStorage() }));
+const server = app.listen(0, '127.0.0.1', async () => {
+  const base = 'http://127.0.0.1:' + server.address().port + '/v2/pkg/test';
+  const pushed = await fetch(base + '/blobs/uploads/?digest=' + digest, {
+    method: 'POST', body: data, headers: { 'content-type': 'application/octet-stream' },
+  });
+  const pulled = await fetch(base + '/blobs/' + digest);
+  const body = Buffer.from(await pulled.arrayBuffer());
+  console.log(JSON.stringify({
+    pushStatus: pushed.status,
+    pullStatus: pulled.status,
+    identical: body.equals(data),
+    // ESM sees the CommonJS marker __esModule as a named export; it is not part of the API.
+    exports: Object.keys(registry).filter((name) => name !== 'default' && name !== '__esModule').sort(),
+    expressMajor: require_('express/package.json').version.split('.')[0],
+  }));
+  server.close();
+});
+`;
+
+const commonJsConsumer = consumer(`
+const require_ = require;
+const express = require('express');
+const registry = require('express-oci-registry');
+`);
+
+const esmConsumer = consumer(`
+import { createRequire } from 'node:module';
+import express from 'express';
+import * as registry from 'express-oci-registry';
+const require_ = createRequire(import.meta.url);
+`);
+
+interface ConsumerReport {
+  pushStatus: number;
+  pullStatus: number;
+  identical: boolean;
+  exports: string[];
+  expressMajor: string;
+}
+
+async function runNode(cwd: string, file: string): Promise<ConsumerReport> {
+  const { stdout } = await run(process.execPath, [file], { cwd });
+  return JSON.parse(stdout) as ConsumerReport;
+}
+
+describe('the package as users install it', () => {
+  let work: string;
+  let tarball: string;
+  let files: string[];
+
+  beforeAll(async () => {
+    work = mkdtempSync(join(tmpdir(), 'oci-package-'));
+    // Pack a copy of the project, so the build that `prepack` runs never rewrites the dist/ that
+    // other suites may be reading.
+    const source = join(work, 'source');
+    mkdirSync(source);
+    for (const entry of ['package.json', 'tsconfig.json', 'README.md', 'lib', 'examples', 'scripts']) {
+      cpSync(join(projectRoot, entry), join(source, entry), { recursive: true });
+    }
+    symlinkSync(join(projectRoot, 'node_modules'), join(source, 'node_modules'), 'dir');
+    const { stdout } = await run('npm', ['pack', '--json', '--pack-destination', work], { cwd: source });
+    const [packed] = JSON.parse(stdout) as { filename: string; files: { path: string }[] }[];
+    tarball = join(work, packed.filename);
+    files = packed.files.map((file) => file.path).sort();
+  }, 120_000);
+
+  afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+  it('holds the CommonJS and ESM entry points with their types, and nothing unneeded', () => {
+    expect(files).toEqual(expect.arrayContaining(['dist/lib/index.js', 'dist/lib/index.mjs', 'dist/lib/index.d.ts', 'dist/lib/index.d.mts']));
+    const unexpected = files.filter((path) => !/^dist\/lib\/.+\.(js|mjs|d\.ts|d\.mts)$/.test(path) && !['package.json', 'README.md'].includes(path));
+    expect(unexpected).toEqual([]);
+  });
+
+  for (const major of ['4', '5']) {
+    it(`installs into a fresh Express ${major} app, where require and import both push and pull a blob`, async () => {
+      const app = join(work, `express${major}-app`);
+      mkdirSync(app);
+      writeFileSync(join(app, 'package.json'), JSON.stringify({ name: `consumer-express${major}`, private: true }));
+      // Cached packages first: only the npm registry is reachable, and CI's `npm ci` has just
+      // filled the cache with both Express majors.
+      await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', tarball, `express@${major}`], { cwd: app });
+      writeFileSync(join(app, 'consumer.cjs'), commonJsConsumer);
+      writeFileSync(join(app, 'consumer.mjs'), esmConsumer);
+      const [required, imported] = await Promise.all([runNode(app, 'consumer.cjs'), runNode(app, 'consumer.mjs')]);
+      for (const report of [required, imported]) {
+        expect(report).toMatchObject({ pushStatus: 201, pullStatus: 200, identical: true, expressMajor: major });
+        expect(report.exports).toContain('createRegistryRouter');
+      }
+      expect(imported.exports).toEqual(required.exports);
+    }, 120_000);
+  }
+});

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { RegistryError } from './errors';
 import type { Log } from './log';
+import type { ManifestStore } from './manifest-store';
 import type { RegistryStore } from './store';
 
 /** The HTTP methods a resource's method table may answer. */
@@ -21,6 +22,7 @@ export interface RegistryRequest extends IncomingMessage {
 export interface ResolvedOptions {
   mountFromAnyRepository: boolean;
   deleteEnabled: boolean;
+  maxManifestSize: number;
 }
 
 /** Everything a resource's handlers need for one request. */
@@ -28,6 +30,7 @@ export interface RequestContext {
   req: RegistryRequest;
   res: ServerResponse;
   store: RegistryStore;
+  manifests: ManifestStore;
   options: ResolvedOptions;
   /** Where the router is mounted (`''` or e.g. `/r`), for building `Location` URLs. */
   baseUrl: string;
@@ -40,6 +43,11 @@ export interface RequestContext {
 
 /** Builds a resource's method table for one request, as the seed's dispatchers did. */
 export type ResourceDispatcher = (context: RequestContext, log: Log) => MethodTable;
+
+/** Throws 405 `UNSUPPORTED` when the registry was set up without DELETE. */
+export function requireDeleteEnabled(options: ResolvedOptions): void {
+  if (!options.deleteEnabled) throw new RegistryError('UNSUPPORTED', 'deleting is disabled on this registry');
+}
 
 /** Ends a response with no body. */
 export function sendEmpty(res: ServerResponse, status: number, headers: Record<string, string | number> = {}): void {

@@ -3,9 +3,14 @@ import type { ServerResponse } from 'node:http';
 import type { MethodTable, RegistryRequest, ResolvedOptions, ResourceDispatcher, HttpMethod } from './context';
 import { RegistryError, sendError } from './errors';
 import { moduleLogger } from './log';
+import { ManifestStore } from './manifest-store';
 import { validateName } from './names';
 import { baseDispatcher } from './resources/base';
 import { blobDispatcher } from './resources/blobs';
+import { catalogDispatcher } from './resources/catalog';
+import { manifestDispatcher } from './resources/manifests';
+import { referrersDispatcher } from './resources/referrers';
+import { tagsDispatcher } from './resources/tags';
 import { uploadDispatcher } from './resources/uploads';
 import type { StorageAdapter } from './storage/adapter';
 import { RegistryStore } from './store';
@@ -21,7 +26,12 @@ export interface RegistryOptions {
   mountFromAnyRepository?: boolean;
   /** Whether DELETE requests are served; when false they get 405 `UNSUPPORTED`. Default true. */
   deleteEnabled?: boolean;
+  /** Largest manifest accepted, in bytes; a larger one gets 413 `MANIFEST_INVALID`. Default 4 MiB. */
+  maxManifestSize?: number;
 }
+
+/** The default of {@link RegistryOptions.maxManifestSize}: the spec asks registries to accept at least 4 MiB. */
+export const DEFAULT_MAX_MANIFEST_SIZE = 4 * 1024 * 1024;
 
 interface Route {
   pattern: RegExp;
@@ -34,9 +44,14 @@ interface Route {
 // Repository names may contain slashes, so each pattern anchors on the path's fixed tail.
 const ROUTES: Route[] = [
   { pattern: /^\/v2\/?$/, params: [], module: 'base', dispatcher: baseDispatcher },
+  // Before the repository routes: `_catalog` is not a repository name.
+  { pattern: /^\/v2\/_catalog$/, params: [], module: 'catalog', dispatcher: catalogDispatcher },
   { pattern: /^\/v2\/(.+)\/blobs\/uploads\/?$/, params: ['name'], module: 'upload', dispatcher: uploadDispatcher },
   { pattern: /^\/v2\/(.+)\/blobs\/uploads\/([^/]+)$/, params: ['name', 'uploadId'], module: 'upload', dispatcher: uploadDispatcher },
   { pattern: /^\/v2\/(.+)\/blobs\/([^/]+)$/, params: ['name', 'digest'], module: 'blob', dispatcher: blobDispatcher },
+  { pattern: /^\/v2\/(.+)\/manifests\/([^/]+)$/, params: ['name', 'reference'], module: 'manifest', dispatcher: manifestDispatcher },
+  { pattern: /^\/v2\/(.+)\/tags\/list$/, params: ['name'], module: 'tags', dispatcher: tagsDispatcher },
+  { pattern: /^\/v2\/(.+)\/referrers\/([^/]+)$/, params: ['name', 'digest'], module: 'referrers', dispatcher: referrersDispatcher },
 ];
 
 const loggers = new Map(ROUTES.map((route) => [route.module, moduleLogger(route.module)]));
@@ -58,7 +73,9 @@ export function createRegistryRouter(options: RegistryOptions): Router {
   const resolved: ResolvedOptions = {
     mountFromAnyRepository: options.mountFromAnyRepository ?? true,
     deleteEnabled: options.deleteEnabled ?? true,
+    maxManifestSize: options.maxManifestSize ?? DEFAULT_MAX_MANIFEST_SIZE,
   };
+  const manifests = new ManifestStore(store);
   const router = Router();
   router.use((req: Request, res: Response, next: NextFunction) => {
     const path = req.path;
@@ -66,12 +83,12 @@ export function createRegistryRouter(options: RegistryOptions): Router {
       next();
       return;
     }
-    void dispatch(req as unknown as RegistryRequest, res, store, resolved);
+    void dispatch(req as unknown as RegistryRequest, res, store, manifests, resolved);
   });
   return router;
 }
 
-async function dispatch(req: RegistryRequest, res: ServerResponse, store: RegistryStore, options: ResolvedOptions): Promise<void> {
+async function dispatch(req: RegistryRequest, res: ServerResponse, store: RegistryStore, manifests: ManifestStore, options: ResolvedOptions): Promise<void> {
   res.setHeader('Docker-Distribution-API-Version', 'registry/2.0');
   try {
     const route = ROUTES.find((candidate) => candidate.pattern.test(req.path));
@@ -82,7 +99,7 @@ async function dispatch(req: RegistryRequest, res: ServerResponse, store: Regist
     const repository = route.params[0] === 'name' ? validateName(values[0]) : '';
     const query = new URL(req.url ?? '/', 'http://registry.invalid').searchParams;
     const log = loggers.get(route.module)!({ repository: repository || undefined, upload: params.uploadId });
-    const table: MethodTable = route.dispatcher({ req, res, store, options, baseUrl: req.baseUrl, repository, params, query }, log);
+    const table: MethodTable = route.dispatcher({ req, res, store, manifests, options, baseUrl: req.baseUrl, repository, params, query }, log);
     const handler = table[req.method as HttpMethod];
     if (!handler) {
       const allow = Object.keys(table).join(', ');

@@ -4,7 +4,7 @@ import { createDigestHash, type Digest, type DigestAlgorithm } from './digest';
 import { RegistryError } from './errors';
 import { Meter } from './meter';
 import { rangeError, type ByteRange } from './range';
-import { NotFoundError, UploadConflictError, type StorageAdapter } from './storage/adapter';
+import { NotFoundError, pageNames, UploadConflictError, type ListOptions, type StorageAdapter } from './storage/adapter';
 
 /** An upload session as the registry records it. */
 export interface UploadSession {
@@ -38,6 +38,13 @@ export function blobLinkKey(repository: string, digest: Digest): string {
   return `${repositoryPrefix(repository)}_blobs/${digest.algorithm}/${digest.hex}`;
 }
 
+const CATALOG_ENTRY = '_repository';
+
+/** Document key that lists a repository in the catalog (a suffix, since one name may extend another: `a/b`, `a/b/c`). */
+export function catalogKey(repository: string): string {
+  return `catalog/${repository}/${CATALOG_ENTRY}`;
+}
+
 /** Content key of a digest's bytes; stored once, whichever repositories link to it. */
 export function contentKey(digest: Digest): string {
   return `${digest.algorithm}/${digest.hex.slice(0, 2)}/${digest.hex}`;
@@ -54,6 +61,8 @@ export function contentKey(digest: Digest): string {
  */
 export class RegistryStore {
   private readonly runningHashes = new Map<string, { hash: Hash; size: number }>();
+  /** Repositories known to be in the catalog; entries are never removed, so this cache cannot go stale. */
+  private readonly catalogued = new Set<string>();
 
   constructor(readonly adapter: StorageAdapter) {}
 
@@ -140,6 +149,31 @@ export class RegistryStore {
   /** Makes a blob visible in `repository`. */
   async linkBlob(repository: string, digest: Digest, size: number): Promise<void> {
     await this.adapter.putDocument(blobLinkKey(repository, digest), Buffer.from(JSON.stringify({ size })));
+    await this.registerRepository(repository);
+  }
+
+  /** Lists `repository` in the catalog; called whenever something is stored in it. */
+  async registerRepository(repository: string): Promise<void> {
+    if (this.catalogued.has(repository)) return;
+    await this.adapter.putDocument(catalogKey(repository), Buffer.from('{}'), { ifAbsent: true });
+    this.catalogued.add(repository);
+  }
+
+  /** Whether anything was ever stored in `repository`. */
+  async repositoryExists(repository: string): Promise<boolean> {
+    return this.catalogued.has(repository) || (await this.adapter.getDocument(catalogKey(repository))) !== undefined;
+  }
+
+  /**
+   * Repository names in code unit order, after `options.after`, at most `options.limit`. The
+   * whole index is read and sorted here because the keys' order is not the names' order (`a/b`
+   * is stored as `a/b/_repository`, which sorts after `a/b-c/…`).
+   */
+  async listRepositories(options: ListOptions = {}): Promise<string[]> {
+    const keys = await this.adapter.listDocuments('catalog/');
+    const suffix = `/${CATALOG_ENTRY}`;
+    const names = keys.filter((key) => key.endsWith(suffix)).map((key) => key.slice(0, -suffix.length));
+    return pageNames(names.sort(), options);
   }
 
   /** Removes a blob from `repository`; false when it was not there. The content itself stays. */

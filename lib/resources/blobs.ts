@@ -1,5 +1,5 @@
 import { pipeline } from 'node:stream/promises';
-import { sendEmpty, type RequestContext, type ResourceDispatcher } from '../context';
+import { requireDeleteEnabled, sendEmpty, type RequestContext, type ResourceDispatcher } from '../context';
 import { parseDigest } from '../digest';
 import { RegistryError } from '../errors';
 import type { Log } from '../log';
@@ -49,7 +49,7 @@ class BlobHandler {
   /** DELETE: unlink the blob from this repository. */
   async delete(): Promise<void> {
     const { store, repository, options, res } = this.context;
-    if (!options.deleteEnabled) throw new RegistryError('UNSUPPORTED', 'deleting is disabled on this registry');
+    requireDeleteEnabled(options);
     const digest = parseDigest(this.context.params.digest);
     if (!(await store.unlinkBlob(repository, digest))) {
       throw new RegistryError('BLOB_UNKNOWN', `${digest.value} is not in ${repository}`);

@@ -1,0 +1,165 @@
+import { digestOf, parseDigest, type Digest } from './digest';
+import { RegistryError } from './errors';
+import { parseManifest, referrerDescriptor, type ManifestReference, type ParsedManifest, type ReferrerDescriptor } from './manifest';
+import type { ListOptions } from './storage/adapter';
+import { repositoryPrefix, type RegistryStore } from './store';
+
+/** A manifest as a repository records it; its bytes are stored once per digest, apart. */
+export interface ManifestRecord {
+  /** The media type it was pushed as, served back as `Content-Type`. */
+  mediaType: string;
+  size: number;
+  /** The subject's digest, so that deleting the manifest also removes its referrer entry. */
+  subject?: string;
+}
+
+/** A manifest found in a repository. */
+export interface StoredManifest extends ManifestRecord {
+  digest: Digest;
+}
+
+/** Document key of a manifest's bytes, shared by every repository that holds it. */
+export function manifestKey(digest: Digest): string {
+  return `manifests/${digest.algorithm}/${digest.hex}`;
+}
+
+/** Document key of the revision link that makes a manifest visible in a repository. */
+export function manifestLinkKey(repository: string, digest: Digest): string {
+  return `${repositoryPrefix(repository)}_manifests/${digest.algorithm}/${digest.hex}`;
+}
+
+/** Key prefix of a repository's tags; each tag is a document naming a manifest digest. */
+export function tagsPrefix(repository: string): string {
+  return `${repositoryPrefix(repository)}_tags/`;
+}
+
+/** Key prefix of the referrer entries of one subject digest in a repository. */
+export function referrersPrefix(repository: string, subject: Digest): string {
+  return `${repositoryPrefix(repository)}_referrers/${subject.algorithm}/${subject.hex}/`;
+}
+
+/**
+ * Manifests, tags and referrers over the registry's storage. Writes go in an order that never
+ * leaves a tag or referrer entry pointing at nothing: bytes, then revision link, then referrer
+ * entry and tag; deletes run the other way.
+ */
+export class ManifestStore {
+  constructor(private readonly store: RegistryStore) {}
+
+  /**
+   * Validates and stores a manifest pushed to `reference`, moving the tag when it is one.
+   * Throws `DIGEST_INVALID` when a digest reference does not match the bytes, `MANIFEST_INVALID`
+   * for a malformed manifest, and `MANIFEST_BLOB_UNKNOWN`/`MANIFEST_UNKNOWN` (400) when what it
+   * references is not in the repository.
+   */
+  async put(repository: string, reference: ManifestReference, body: Buffer, contentType: string | undefined): Promise<{ digest: Digest; manifest: ParsedManifest }> {
+    const algorithm = reference.digest?.algorithm ?? 'sha256';
+    const digest = parseDigest(digestOf(body, algorithm));
+    if (reference.digest && reference.digest.hex !== digest.hex) {
+      throw new RegistryError('DIGEST_INVALID', `the manifest has digest ${digest.value}, not ${reference.digest.value}`);
+    }
+    const manifest = parseManifest(body, contentType);
+    await this.checkReferences(repository, manifest);
+    const adapter = this.store.adapter;
+    await adapter.putDocument(manifestKey(digest), body, { ifAbsent: true });
+    const record: ManifestRecord = { mediaType: manifest.mediaType, size: body.length, subject: manifest.subject?.value };
+    await adapter.putDocument(manifestLinkKey(repository, digest), toJson(record));
+    if (manifest.subject) {
+      await adapter.putDocument(referrerKey(repository, manifest.subject, digest), toJson(referrerDescriptor(manifest, digest, body.length)));
+    }
+    if (reference.tag !== undefined) await adapter.putDocument(tagKey(repository, reference.tag), toJson({ digest: digest.value }));
+    await this.store.registerRepository(repository);
+    return { digest, manifest };
+  }
+
+  /** The manifest a tag or digest names in `repository`, or undefined. */
+  async resolve(repository: string, reference: ManifestReference): Promise<StoredManifest | undefined> {
+    const digest = reference.digest ?? (await this.tagTarget(repository, reference.tag));
+    if (!digest) return undefined;
+    const record = await this.store.adapter.getDocument(manifestLinkKey(repository, digest));
+    return record && { ...(fromJson(record) as ManifestRecord), digest };
+  }
+
+  /** A stored manifest's exact bytes. */
+  async read(manifest: StoredManifest): Promise<Buffer> {
+    const body = await this.store.adapter.getDocument(manifestKey(manifest.digest));
+    if (!body) throw new RegistryError('MANIFEST_UNKNOWN', `the bytes of ${manifest.digest.value} are missing from the store`);
+    return body;
+  }
+
+  /** Removes a manifest from `repository` with every tag naming it and its referrer entry; false when it was not there. */
+  async delete(repository: string, digest: Digest): Promise<boolean> {
+    const manifest = await this.resolve(repository, { digest });
+    if (!manifest) return false;
+    const adapter = this.store.adapter;
+    for (const tag of await adapter.listDocuments(tagsPrefix(repository))) {
+      const target = await this.tagTarget(repository, tag);
+      if (target?.value === digest.value) await adapter.deleteDocument(tagKey(repository, tag));
+    }
+    if (manifest.subject) await adapter.deleteDocument(referrerKey(repository, parseDigest(manifest.subject), digest));
+    await adapter.deleteDocument(manifestLinkKey(repository, digest));
+    return true;
+  }
+
+  /** Removes a tag, leaving the manifest; false when there was no such tag. */
+  async deleteTag(repository: string, tag: string): Promise<boolean> {
+    const key = tagKey(repository, tag);
+    if (!(await this.store.adapter.getDocument(key))) return false;
+    await this.store.adapter.deleteDocument(key);
+    return true;
+  }
+
+  /** Tags of `repository` in code unit order, paged; `NAME_UNKNOWN` for a repository that was never pushed to. */
+  async listTags(repository: string, options: ListOptions): Promise<string[]> {
+    if (!(await this.store.repositoryExists(repository))) {
+      throw new RegistryError('NAME_UNKNOWN', `repository ${repository} is not known to this registry`);
+    }
+    return this.store.adapter.listDocuments(tagsPrefix(repository), options);
+  }
+
+  /** Descriptors of the manifests in `repository` whose subject is `subject`, optionally of one artifact type. */
+  async referrers(repository: string, subject: Digest, artifactType?: string): Promise<ReferrerDescriptor[]> {
+    const adapter = this.store.adapter;
+    const prefix = referrersPrefix(repository, subject);
+    const descriptors: ReferrerDescriptor[] = [];
+    for (const key of await adapter.listDocuments(prefix)) {
+      const entry = await adapter.getDocument(prefix + key);
+      if (entry) descriptors.push(fromJson(entry) as ReferrerDescriptor);
+    }
+    return artifactType === undefined ? descriptors : descriptors.filter((descriptor) => descriptor.artifactType === artifactType);
+  }
+
+  private async checkReferences(repository: string, manifest: ParsedManifest): Promise<void> {
+    for (const blob of manifest.blobs) {
+      if (!(await this.store.blobInfo(repository, blob))) {
+        throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `the manifest references ${blob.value}, which is not in ${repository}`);
+      }
+    }
+    for (const child of manifest.children) {
+      if (!(await this.store.adapter.getDocument(manifestLinkKey(repository, child)))) {
+        throw new RegistryError('MANIFEST_UNKNOWN', `the index references manifest ${child.value}, which is not in ${repository}`, { status: 400 });
+      }
+    }
+  }
+
+  private async tagTarget(repository: string, tag: string): Promise<Digest | undefined> {
+    const document = await this.store.adapter.getDocument(tagKey(repository, tag));
+    return document && parseDigest((fromJson(document) as { digest: string }).digest);
+  }
+}
+
+function tagKey(repository: string, tag: string): string {
+  return tagsPrefix(repository) + tag;
+}
+
+function referrerKey(repository: string, subject: Digest, digest: Digest): string {
+  return `${referrersPrefix(repository, subject)}${digest.algorithm}/${digest.hex}`;
+}
+
+function toJson(value: unknown): Buffer {
+  return Buffer.from(JSON.stringify(value));
+}
+
+function fromJson(document: Buffer): unknown {
+  return JSON.parse(document.toString('utf8'));
+}

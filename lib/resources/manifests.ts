@@ -1,0 +1,86 @@
+import { requestBody, requireDeleteEnabled, sendEmpty, type RequestContext, type ResourceDispatcher } from '../context';
+import { RegistryError } from '../errors';
+import type { Log } from '../log';
+import { parseReference, type ManifestReference } from '../manifest';
+import { Meter } from '../meter';
+
+/** One request against `/v2/<name>/manifests/<reference>`, the reference being a tag or a digest. */
+class ManifestHandler {
+  private readonly reference: ManifestReference;
+
+  constructor(
+    private readonly context: RequestContext,
+    private readonly log: Log,
+  ) {
+    this.reference = parseReference(context.params.reference);
+  }
+
+  /** GET/HEAD: the manifest's exact bytes, typed as it was pushed. */
+  async fetch(withBody: boolean): Promise<void> {
+    const { manifests, repository, res } = this.context;
+    const manifest = await manifests.resolve(repository, this.reference);
+    if (!manifest) throw this.unknown();
+    const body = withBody ? await manifests.read(manifest) : undefined;
+    res.statusCode = 200;
+    res.setHeader('Content-Type', manifest.mediaType);
+    res.setHeader('Docker-Content-Digest', manifest.digest.value);
+    res.setHeader('ETag', `"${manifest.digest.value}"`);
+    res.setHeader('Content-Length', manifest.size);
+    res.end(body);
+  }
+
+  /** PUT: validate and store a manifest, moving the tag when the reference is one. */
+  async put(): Promise<void> {
+    const { manifests, repository, req, res, baseUrl } = this.context;
+    const body = await this.readBody();
+    const { digest, manifest } = await manifests.put(repository, this.reference, body, req.headers['content-type']);
+    this.log('stored %s as %s (%d bytes)%s', manifest.mediaType, digest.value, body.length, this.reference.tag ? ` tagged ${this.reference.tag}` : '');
+    sendEmpty(res, 201, {
+      Location: `${baseUrl}/v2/${repository}/manifests/${digest.value}`,
+      'Docker-Content-Digest': digest.value,
+      ...(manifest.subject ? { 'OCI-Subject': manifest.subject.value } : {}),
+    });
+  }
+
+  /** DELETE: by digest removes the manifest and its tags; by tag removes only the tag. */
+  async delete(): Promise<void> {
+    const { manifests, repository, options, res } = this.context;
+    requireDeleteEnabled(options);
+    const { tag, digest } = this.reference;
+    const deleted = tag !== undefined ? await manifests.deleteTag(repository, tag) : await manifests.delete(repository, digest);
+    if (!deleted) throw this.unknown();
+    this.log('deleted %s', tag ?? digest.value);
+    sendEmpty(res, 202);
+  }
+
+  /** The body, whole, refusing more than `maxManifestSize` bytes without reading them all. */
+  private async readBody(): Promise<Buffer> {
+    const { req, options } = this.context;
+    const limit = options.maxManifestSize;
+    const tooLarge = () => new RegistryError('MANIFEST_INVALID', `manifests are limited to ${limit} bytes`, { status: 413 });
+    if (Number(req.headers['content-length'] ?? 0) > limit) throw tooLarge();
+    const meter = new Meter(undefined, limit, tooLarge);
+    const body = requestBody(req);
+    body.once('error', (error) => meter.destroy(error));
+    body.pipe(meter);
+    const chunks: Buffer[] = [];
+    for await (const chunk of meter) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks);
+  }
+
+  private unknown(): RegistryError {
+    const { tag, digest } = this.reference;
+    return new RegistryError('MANIFEST_UNKNOWN', `${tag !== undefined ? `tag ${tag}` : digest.value} is not in ${this.context.repository}`);
+  }
+}
+
+/** The manifest dispatcher: `/v2/<name>/manifests/<reference>`. */
+export const manifestDispatcher: ResourceDispatcher = (context, log) => {
+  const handler = new ManifestHandler(context, log);
+  return {
+    GET: () => handler.fetch(true),
+    HEAD: () => handler.fetch(false),
+    PUT: () => handler.put(),
+    DELETE: () => handler.delete(),
+  };
+};

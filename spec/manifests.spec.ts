@@ -1,0 +1,329 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import supertest from 'supertest';
+import { FileSystemStorage, MemoryStorage, type StorageAdapter } from '../lib';
+import { listen, makeApp, request, sha256, sha512 } from './support/http';
+import { descriptor, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, makeImage, OCI_INDEX, OCI_MANIFEST, pushBlob, pushImage } from './support/oci';
+
+const storages: [string, () => Promise<{ storage: StorageAdapter; cleanup: () => Promise<void> }>][] = [
+  ['MemoryStorage', async () => ({ storage: new MemoryStorage(), cleanup: async () => undefined })],
+  [
+    'FileSystemStorage',
+    async () => {
+      const root = await mkdtemp(join(tmpdir(), 'oci-manifests-'));
+      return { storage: new FileSystemStorage({ root }), cleanup: () => rm(root, { recursive: true, force: true }) };
+    },
+  ],
+];
+
+describe.each(storages)('manifests over %s', (_name, makeStorage) => {
+  let storage: StorageAdapter;
+  let cleanup: () => Promise<void>;
+  let agent: ReturnType<typeof supertest>;
+
+  beforeEach(async () => {
+    ({ storage, cleanup } = await makeStorage());
+    agent = supertest(makeApp(storage));
+  });
+  afterEach(() => cleanup());
+
+  it('PUT by tag answers 201 with Location and Docker-Content-Digest; GET and HEAD by tag and digest serve it', async () => {
+    const image = makeImage('basic');
+    const put = await pushImage(agent, 'team/app', image, 'v1');
+    expect(put.headers.location).toBe(`/v2/team/app/manifests/${image.digest}`);
+    expect(put.headers['docker-content-digest']).toBe(image.digest);
+    expect(put.headers['oci-subject']).toBeUndefined();
+    for (const reference of ['v1', image.digest]) {
+      const res = await agent.get(`/v2/team/app/manifests/${reference}`).buffer(true).parse(rawBody).expect(200);
+      expect(Buffer.compare(res.body, image.manifest)).toBe(0);
+      expect(res.headers['content-type']).toBe(OCI_MANIFEST);
+      expect(res.headers['docker-content-digest']).toBe(image.digest);
+      expect(res.headers['content-length']).toBe(String(image.manifest.length));
+      expect(res.headers.etag).toBe(`"${image.digest}"`);
+      const head = await agent.head(`/v2/team/app/manifests/${reference}`).expect(200);
+      expect(head.headers['content-type']).toBe(OCI_MANIFEST);
+      expect(head.headers['content-length']).toBe(String(image.manifest.length));
+      expect(head.headers['docker-content-digest']).toBe(image.digest);
+    }
+  });
+
+  it('stores the exact bytes, whitespace and key order included', async () => {
+    const image = makeImage('bytes');
+    const parsed = JSON.parse(image.manifest.toString());
+    const odd = Buffer.from(`{\n  "layers": ${JSON.stringify(parsed.layers)},\n\t"schemaVersion":2, "config": ${JSON.stringify(parsed.config, null, 3)} }\n`);
+    for (const blob of [image.config, ...image.layers]) await pushBlob(agent, 'team/app', blob);
+    const put = await agent.put('/v2/team/app/manifests/odd').set('Content-Type', OCI_MANIFEST).send(odd.toString()).expect(201);
+    expect(put.headers['docker-content-digest']).toBe(sha256(odd));
+    const res = await agent.get('/v2/team/app/manifests/odd').buffer(true).parse(rawBody).expect(200);
+    expect(Buffer.compare(res.body, odd)).toBe(0);
+  });
+
+  it('a new process over the same storage serves what an earlier one stored', async () => {
+    const image = makeImage('restart');
+    await pushImage(agent, 'team/app', image, 'v1');
+    const again = supertest(makeApp(storage));
+    const res = await again.get('/v2/team/app/manifests/v1').buffer(true).parse(rawBody).expect(200);
+    expect(Buffer.compare(res.body, image.manifest)).toBe(0);
+    expect((await again.get('/v2/team/app/tags/list').expect(200)).body.tags).toEqual(['v1']);
+  });
+
+  it('DELETE by tag removes only that tag', async () => {
+    const image = makeImage('tagdelete');
+    await pushImage(agent, 'team/app', image, 'v1');
+    await agent.put('/v2/team/app/manifests/latest').set('Content-Type', OCI_MANIFEST).send(image.manifest.toString()).expect(201);
+    await agent.delete('/v2/team/app/manifests/v1').expect(202);
+    expect((await agent.get('/v2/team/app/manifests/v1').expect(404)).body.errors[0].code).toBe('MANIFEST_UNKNOWN');
+    await agent.head('/v2/team/app/manifests/latest').expect(200);
+    await agent.head(`/v2/team/app/manifests/${image.digest}`).expect(200);
+    expect((await agent.get('/v2/team/app/tags/list').expect(200)).body.tags).toEqual(['latest']);
+    expect((await agent.delete('/v2/team/app/manifests/v1').expect(404)).body.errors[0].code).toBe('MANIFEST_UNKNOWN');
+  });
+
+  it('DELETE by digest removes the manifest and every tag naming it, and nothing else', async () => {
+    const image = makeImage('digestdelete');
+    const other = makeImage('kept');
+    await pushImage(agent, 'team/app', image, 'v1');
+    await agent.put('/v2/team/app/manifests/latest').set('Content-Type', OCI_MANIFEST).send(image.manifest.toString()).expect(201);
+    await pushImage(agent, 'team/app', other, 'v2');
+    await pushImage(agent, 'team/mirror', image, 'v1');
+    await agent.delete(`/v2/team/app/manifests/${image.digest}`).expect(202);
+    for (const reference of ['v1', 'latest', image.digest]) {
+      expect((await agent.get(`/v2/team/app/manifests/${reference}`).expect(404)).body.errors[0].code).toBe('MANIFEST_UNKNOWN');
+    }
+    expect((await agent.get('/v2/team/app/tags/list').expect(200)).body.tags).toEqual(['v2']);
+    await agent.head('/v2/team/app/manifests/v2').expect(200);
+    await agent.head('/v2/team/mirror/manifests/v1').expect(200);
+    expect((await agent.delete(`/v2/team/app/manifests/${image.digest}`).expect(404)).body.errors[0].code).toBe('MANIFEST_UNKNOWN');
+  });
+
+  it('deleting can be turned off: 405 UNSUPPORTED and nothing removed', async () => {
+    const readOnly = supertest(makeApp(storage, { deleteEnabled: false }));
+    const image = makeImage('readonly');
+    await pushImage(readOnly, 'team/app', image, 'v1');
+    for (const reference of ['v1', image.digest]) {
+      expect((await readOnly.delete(`/v2/team/app/manifests/${reference}`).expect(405)).body.errors[0].code).toBe('UNSUPPORTED');
+    }
+    await readOnly.head('/v2/team/app/manifests/v1').expect(200);
+  });
+});
+
+describe('manifest PUT validation', () => {
+  let agent: ReturnType<typeof supertest>;
+  beforeEach(() => {
+    agent = supertest(makeApp(new MemoryStorage()));
+  });
+
+  it('PUT by digest checks the digest', async () => {
+    const image = makeImage('bydigest');
+    await pushImage(agent, 'team/app', image);
+    const wrong = await agent.put(`/v2/team/app/manifests/${sha256('something else')}`).set('Content-Type', OCI_MANIFEST).send(image.manifest.toString()).expect(400);
+    expect(wrong.body.errors[0].code).toBe('DIGEST_INVALID');
+    await agent.head(`/v2/team/app/manifests/${sha256('something else')}`).expect(404);
+  });
+
+  it('accepts a sha512 digest reference', async () => {
+    const image = makeImage('sha512');
+    for (const blob of [image.config, ...image.layers]) await pushBlob(agent, 'team/app', blob);
+    const digest = sha512(image.manifest);
+    const put = await agent.put(`/v2/team/app/manifests/${digest}`).set('Content-Type', OCI_MANIFEST).send(image.manifest.toString()).expect(201);
+    expect(put.headers['docker-content-digest']).toBe(digest);
+    const res = await agent.get(`/v2/team/app/manifests/${digest}`).buffer(true).parse(rawBody).expect(200);
+    expect(Buffer.compare(res.body, image.manifest)).toBe(0);
+  });
+
+  it('PUT by tag moves the tag', async () => {
+    const first = makeImage('first');
+    const second = makeImage('second');
+    await pushImage(agent, 'team/app', first, 'v1');
+    await pushImage(agent, 'team/app', second, 'v1');
+    expect((await agent.head('/v2/team/app/manifests/v1').expect(200)).headers['docker-content-digest']).toBe(second.digest);
+    await agent.head(`/v2/team/app/manifests/${first.digest}`).expect(200);
+  });
+
+  it('every referenced blob must be in this repository: MANIFEST_BLOB_UNKNOWN', async () => {
+    const image = makeImage('missing');
+    await pushBlob(agent, 'team/app', image.config);
+    await pushBlob(agent, 'team/app', image.layers[0]);
+    await pushBlob(agent, 'team/other', image.layers[1]);
+    const res = await agent.put('/v2/team/app/manifests/v1').set('Content-Type', OCI_MANIFEST).send(image.manifest.toString()).expect(400);
+    expect(res.body.errors[0].code).toBe('MANIFEST_BLOB_UNKNOWN');
+    expect(JSON.stringify(res.body.errors[0].detail)).toContain(sha256(image.layers[1]));
+    await agent.head('/v2/team/app/manifests/v1').expect(404);
+    const noConfig = makeImage('noconfig');
+    for (const layer of noConfig.layers) await pushBlob(agent, 'team/app', layer);
+    expect((await agent.put('/v2/team/app/manifests/v1').set('Content-Type', OCI_MANIFEST).send(noConfig.manifest.toString()).expect(400)).body.errors[0].code).toBe(
+      'MANIFEST_BLOB_UNKNOWN',
+    );
+  });
+
+  it('an index needs its manifests in this repository: 400 MANIFEST_UNKNOWN, then 201', async () => {
+    const amd = makeImage('amd64');
+    const arm = makeImage('arm64');
+    const index = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: OCI_INDEX,
+        manifests: [
+          { ...descriptor(OCI_MANIFEST, amd.manifest), platform: { architecture: 'amd64', os: 'linux' } },
+          { ...descriptor(OCI_MANIFEST, arm.manifest), platform: { architecture: 'arm64', os: 'linux' } },
+        ],
+      }),
+    );
+    await pushImage(agent, 'team/app', amd);
+    const missing = await agent.put('/v2/team/app/manifests/multi').set('Content-Type', OCI_INDEX).send(index.toString()).expect(400);
+    expect(missing.body.errors[0].code).toBe('MANIFEST_UNKNOWN');
+    await pushImage(agent, 'team/app', arm);
+    await agent.put('/v2/team/app/manifests/multi').set('Content-Type', OCI_INDEX).send(index.toString()).expect(201);
+    const res = await agent.get('/v2/team/app/manifests/multi').buffer(true).parse(rawBody).expect(200);
+    expect(res.headers['content-type']).toBe(OCI_INDEX);
+    expect(Buffer.compare(res.body, index)).toBe(0);
+  });
+
+  it('accepts Docker schema 2 manifests and manifest lists and serves their types back', async () => {
+    const config = '{"docker":true}';
+    const layer = 'docker layer';
+    await pushBlob(agent, 'team/docker', config);
+    await pushBlob(agent, 'team/docker', layer);
+    const manifest = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: DOCKER_MANIFEST,
+        config: descriptor('application/vnd.docker.container.image.v1+json', config),
+        layers: [descriptor('application/vnd.docker.image.rootfs.diff.tar.gzip', layer)],
+      }),
+    );
+    await agent.put('/v2/team/docker/manifests/v1').set('Content-Type', DOCKER_MANIFEST).send(manifest.toString()).expect(201);
+    const list = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: DOCKER_MANIFEST_LIST, manifests: [descriptor(DOCKER_MANIFEST, manifest)] }));
+    await agent.put('/v2/team/docker/manifests/list').set('Content-Type', DOCKER_MANIFEST_LIST).send(list.toString()).expect(201);
+    expect((await agent.head('/v2/team/docker/manifests/v1').expect(200)).headers['content-type']).toBe(DOCKER_MANIFEST);
+    expect((await agent.head('/v2/team/docker/manifests/list').expect(200)).headers['content-type']).toBe(DOCKER_MANIFEST_LIST);
+  });
+
+  it('accepts an artifact manifest with artifactType and the empty config, and answers OCI-Subject', async () => {
+    const subject = makeImage('subject');
+    await pushImage(agent, 'team/app', subject, 'v1');
+    const empty = '{}';
+    await pushBlob(agent, 'team/app', empty);
+    const artifact = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: OCI_MANIFEST,
+        artifactType: 'application/vnd.example.sbom.v1',
+        config: descriptor('application/vnd.oci.empty.v1+json', empty),
+        layers: [],
+        subject: descriptor(OCI_MANIFEST, subject.manifest),
+      }),
+    );
+    const put = await agent.put(`/v2/team/app/manifests/${sha256(artifact)}`).set('Content-Type', OCI_MANIFEST).send(artifact.toString()).expect(201);
+    expect(put.headers['oci-subject']).toBe(subject.digest);
+  });
+
+  it('ignores Content-Type parameters and takes the type from the body when the header is absent', async () => {
+    const image = makeImage('params');
+    await pushImage(agent, 'team/app', image);
+    await agent.put('/v2/team/app/manifests/a').set('Content-Type', `${OCI_MANIFEST}; charset=utf-8`).send(image.manifest.toString()).expect(201);
+    const server = await listen(makeApp(new MemoryStorage()));
+    try {
+      const res = await request(`${server.url}/v2/team/app/manifests/b`, { method: 'PUT', body: image.manifest });
+      // No blobs in that registry: the manifest was parsed as the body's type and then checked.
+      expect(JSON.parse(res.body.toString()).errors[0].code).toBe('MANIFEST_BLOB_UNKNOWN');
+    } finally {
+      await server.close();
+    }
+  });
+
+  it.each([
+    ['a body that is not JSON', OCI_MANIFEST, 'not json'],
+    ['a JSON array', OCI_MANIFEST, '[]'],
+    ['schemaVersion 1', OCI_MANIFEST, JSON.stringify({ schemaVersion: 1, mediaType: OCI_MANIFEST, config: {}, layers: [] })],
+    ['a body mediaType that differs from Content-Type', OCI_INDEX, makeImage('mismatch').manifest.toString()],
+    ['an unsupported media type', 'application/vnd.example.thing+json', JSON.stringify({ schemaVersion: 2, layers: [] })],
+    ['an image manifest without layers', OCI_MANIFEST, JSON.stringify({ schemaVersion: 2, config: descriptor('a/b', 'x') })],
+    ['an index without manifests', OCI_INDEX, JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX })],
+    ['a descriptor with a malformed digest', OCI_MANIFEST, JSON.stringify({ schemaVersion: 2, config: { mediaType: 'a/b', size: 1, digest: 'sha256:xyz' }, layers: [] })],
+    ['a descriptor without size', OCI_MANIFEST, JSON.stringify({ schemaVersion: 2, config: { mediaType: 'a/b', digest: sha256('x') }, layers: [] })],
+    ['non-string annotations', OCI_MANIFEST, JSON.stringify({ schemaVersion: 2, config: descriptor('a/b', 'x'), layers: [], annotations: { a: 1 } })],
+  ])('rejects %s with 400 MANIFEST_INVALID', async (_case, contentType, body) => {
+    const res = await agent.put('/v2/team/app/manifests/v1').set('Content-Type', contentType).send(body).expect(400);
+    expect(res.body.errors[0].code).toBe('MANIFEST_INVALID');
+    await agent.head('/v2/team/app/manifests/v1').expect(404);
+  });
+
+  it('accepts a 4 MiB manifest and answers a larger one with 413', async () => {
+    const image = makeImage('large');
+    for (const blob of [image.config, ...image.layers]) await pushBlob(agent, 'team/app', blob);
+    const padded = (size: number) => {
+      const base = JSON.parse(image.manifest.toString());
+      const skeleton = Buffer.byteLength(JSON.stringify({ ...base, annotations: { pad: '' } }));
+      return Buffer.from(JSON.stringify({ ...base, annotations: { pad: 'x'.repeat(size - skeleton) } }));
+    };
+    const limit = 4 * 1024 * 1024;
+    const fits = padded(limit);
+    expect(fits.length).toBe(limit);
+    await agent.put('/v2/team/app/manifests/big').set('Content-Type', OCI_MANIFEST).send(fits.toString()).expect(201);
+    const res = await agent.put('/v2/team/app/manifests/huge').set('Content-Type', OCI_MANIFEST).send(padded(limit + 1).toString()).expect(413);
+    expect(res.body.errors[0].code).toBe('MANIFEST_INVALID');
+    await agent.head('/v2/team/app/manifests/huge').expect(404);
+  });
+
+  it('stops reading a streamed body past maxManifestSize', async () => {
+    const server = await listen(makeApp(new MemoryStorage(), { maxManifestSize: 1000 }));
+    try {
+      const parts = Array.from({ length: 50 }, () => Buffer.alloc(100, 0x20));
+      const res = await request(`${server.url}/v2/team/app/manifests/v1`, {
+        method: 'PUT',
+        headers: { 'Content-Type': OCI_MANIFEST },
+        body: Readable.from(parts),
+      });
+      expect(res.status).toBe(413);
+      expect(JSON.parse(res.body.toString()).errors[0].code).toBe('MANIFEST_INVALID');
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('a malformed tag is TAG_INVALID; a malformed digest is DIGEST_INVALID; unknown references are 404', async () => {
+    const image = makeImage('refs');
+    for (const blob of [image.config, ...image.layers]) await pushBlob(agent, 'team/app', blob);
+    for (const bad of ['-leading-dash', '.dot', 'x'.repeat(129)]) {
+      const res = await agent.put(`/v2/team/app/manifests/${bad}`).set('Content-Type', OCI_MANIFEST).send(image.manifest.toString()).expect(400);
+      expect(res.body.errors[0].code).toBe('TAG_INVALID');
+    }
+    for (const bad of ['sha256:short', `sha1:${'0'.repeat(40)}`, 'sha256%3Azz']) {
+      expect((await agent.get(`/v2/team/app/manifests/${bad}`).expect(400)).body.errors[0].code).toBe('DIGEST_INVALID');
+      expect((await agent.put(`/v2/team/app/manifests/${bad}`).set('Content-Type', OCI_MANIFEST).send(image.manifest.toString()).expect(400)).body.errors[0].code).toBe(
+        'DIGEST_INVALID',
+      );
+    }
+    expect((await agent.get('/v2/team/app/manifests/nope').expect(404)).body.errors[0].code).toBe('MANIFEST_UNKNOWN');
+    expect((await agent.get(`/v2/team/app/manifests/${sha256('nope')}`).expect(404)).body.errors[0].code).toBe('MANIFEST_UNKNOWN');
+    await agent.head('/v2/never/pushed/manifests/latest').expect(404);
+  });
+
+  it('a manifest pushed to one repository is unknown in another', async () => {
+    const image = makeImage('isolated');
+    await pushImage(agent, 'team/app', image, 'v1');
+    await agent.head(`/v2/team/other/manifests/${image.digest}`).expect(404);
+    await agent.head('/v2/team/other/manifests/v1').expect(404);
+  });
+
+  it('Location carries the mount prefix', async () => {
+    const prefixed = supertest(makeApp(new MemoryStorage(), { prefix: '/registry' }));
+    const image = makeImage('prefix');
+    for (const blob of [image.config, ...image.layers]) {
+      await prefixed.post(`/registry/v2/team/app/blobs/uploads/?digest=${sha256(blob)}`).set('Content-Type', 'application/octet-stream').send(Buffer.from(blob)).expect(201);
+    }
+    const put = await prefixed.put('/registry/v2/team/app/manifests/v1').set('Content-Type', OCI_MANIFEST).send(image.manifest.toString()).expect(201);
+    expect(put.headers.location).toBe(`/registry/v2/team/app/manifests/${image.digest}`);
+  });
+});
+
+/** Collects a response body as bytes whatever its type (supertest would parse JSON-like types). */
+function rawBody(res: NodeJS.ReadableStream, callback: (error: Error | null, body: Buffer) => void): void {
+  const chunks: Buffer[] = [];
+  res.on('data', (chunk: Buffer) => chunks.push(chunk));
+  res.on('end', () => callback(null, Buffer.concat(chunks)));
+  res.on('error', (error: Error) => callback(error, Buffer.alloc(0)));
+}

@@ -1,24 +1,13 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import supertest from 'supertest';
-import { FileSystemStorage, MemoryStorage, type StorageAdapter } from '../lib';
+import { MemoryStorage, type StorageAdapter } from '../lib';
+import { builtInStorages } from './support/storages';
 import { makeApp, sha256 } from './support/http';
 import { makeImage, pushBlob, pushImage } from './support/oci';
 
 // Names chosen so that the names' order differs from the order of their storage keys.
 const repositories = ['team/app', 'team/app/nested', 'team/app-x', 'team/app.y', 'alpha', 'zeta/one'];
 
-describe.each([
-  ['MemoryStorage', async () => ({ storage: new MemoryStorage() as StorageAdapter, cleanup: async () => undefined })],
-  [
-    'FileSystemStorage',
-    async () => {
-      const root = await mkdtemp(join(tmpdir(), 'oci-catalog-'));
-      return { storage: new FileSystemStorage({ root }) as StorageAdapter, cleanup: () => rm(root, { recursive: true, force: true }) };
-    },
-  ],
-])('_catalog over %s', (_name, makeStorage) => {
+describe.each(builtInStorages)('_catalog over %s', (_name, makeStorage) => {
   let agent: ReturnType<typeof supertest>;
   let storage: StorageAdapter;
   let cleanup: () => Promise<void>;

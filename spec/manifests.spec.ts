@@ -1,24 +1,11 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import supertest from 'supertest';
-import { FileSystemStorage, MemoryStorage, type StorageAdapter } from '../lib';
+import { MemoryStorage, type StorageAdapter } from '../lib';
+import { builtInStorages } from './support/storages';
 import { listen, makeApp, request, sha256, sha512 } from './support/http';
 import { descriptor, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, makeImage, OCI_INDEX, OCI_MANIFEST, pushBlob, pushImage } from './support/oci';
 
-const storages: [string, () => Promise<{ storage: StorageAdapter; cleanup: () => Promise<void> }>][] = [
-  ['MemoryStorage', async () => ({ storage: new MemoryStorage(), cleanup: async () => undefined })],
-  [
-    'FileSystemStorage',
-    async () => {
-      const root = await mkdtemp(join(tmpdir(), 'oci-manifests-'));
-      return { storage: new FileSystemStorage({ root }), cleanup: () => rm(root, { recursive: true, force: true }) };
-    },
-  ],
-];
-
-describe.each(storages)('manifests over %s', (_name, makeStorage) => {
+describe.each(builtInStorages)('manifests over %s', (_name, makeStorage) => {
   let storage: StorageAdapter;
   let cleanup: () => Promise<void>;
   let agent: ReturnType<typeof supertest>;
@@ -321,9 +308,10 @@ describe('manifest PUT validation', () => {
 });
 
 /** Collects a response body as bytes whatever its type (supertest would parse JSON-like types). */
-function rawBody(res: NodeJS.ReadableStream, callback: (error: Error | null, body: Buffer) => void): void {
+const rawBody: Parameters<supertest.Test['parse']>[0] = (res, callback) => {
+  const stream = res as unknown as NodeJS.ReadableStream;
   const chunks: Buffer[] = [];
-  res.on('data', (chunk: Buffer) => chunks.push(chunk));
-  res.on('end', () => callback(null, Buffer.concat(chunks)));
-  res.on('error', (error: Error) => callback(error, Buffer.alloc(0)));
-}
+  stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+  stream.on('end', () => callback(null, Buffer.concat(chunks)));
+  stream.on('error', (error: Error) => callback(error, undefined));
+};

@@ -1,8 +1,6 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import supertest from 'supertest';
-import { FileSystemStorage, MemoryStorage, type StorageAdapter } from '../lib';
+import { MemoryStorage, type StorageAdapter } from '../lib';
+import { builtInStorages } from './support/storages';
 import { makeApp, sha256 } from './support/http';
 import { descriptor, makeImage, OCI_INDEX, OCI_MANIFEST, pushBlob, pushImage } from './support/oci';
 
@@ -26,16 +24,7 @@ function artifact(subject: Buffer, artifactType: string | undefined, annotations
   );
 }
 
-describe.each([
-  ['MemoryStorage', async () => ({ storage: new MemoryStorage() as StorageAdapter, cleanup: async () => undefined })],
-  [
-    'FileSystemStorage',
-    async () => {
-      const root = await mkdtemp(join(tmpdir(), 'oci-referrers-'));
-      return { storage: new FileSystemStorage({ root }) as StorageAdapter, cleanup: () => rm(root, { recursive: true, force: true }) };
-    },
-  ],
-])('referrers over %s', (_name, makeStorage) => {
+describe.each(builtInStorages)('referrers over %s', (_name, makeStorage) => {
   let agent: ReturnType<typeof supertest>;
   let cleanup: () => Promise<void>;
   const subject = makeImage('subject');

@@ -21,3 +21,11 @@ const server = app.listen(port, host, () => {
   const actualPort = typeof address === 'object' && address ? address.port : port;
   console.log(`registry listening on http://${host}:${actualPort} (data in ${root})`);
 });
+
+// Exit cleanly on a signal, so exit hooks such as `node --cpu-prof` get to write their output.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    server.close(() => process.exit(0));
+    server.closeAllConnections();
+  });
+}

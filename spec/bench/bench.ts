@@ -1,0 +1,706 @@
+/**
+ * `npm run bench`: our example server against the reference registry (CNCF distribution,
+ * Debian package `docker-registry`), side by side in one run with one client.
+ *
+ *   npm run bench                           # the full run (a few minutes)
+ *   npm run bench -- --quick                # small sizes, one round (under a minute)
+ *   npm run bench -- --help                 # every flag
+ *
+ * Each workload runs against both servers in turn, alternating which goes first, for several
+ * rounds; the table shows medians and the ratio ours/reference. These are measurements, never
+ * test assertions.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHash, randomFillSync } from 'node:crypto';
+import { once } from 'node:events';
+import { closeSync, fsyncSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import http from 'node:http';
+import { createServer, type AddressInfo } from 'node:net';
+import os from 'node:os';
+import { join, resolve } from 'node:path';
+
+const MiB = 1 << 20;
+const MB = 1e6;
+
+interface Flags {
+  sizeMiB: number;
+  chunkMiB: number;
+  rounds: number;
+  smallCount: number;
+  smallSize: number;
+  concurrency: number[];
+  heads: number;
+  headConcurrency: number;
+  scalingMiB: number[];
+  workloads: Set<string>;
+  json?: string;
+  reference: boolean;
+  serverNodeArgs: string[];
+}
+
+const ALL_WORKLOADS = ['limits', 'put', 'stream', 'chunks', 'get', 'range', 'small', 'head', 'scaling'];
+
+const HELP = `usage: npm run bench -- [flags]
+  --quick                 small preset: --size 128 --rounds 1 --small 300 --heads 2000 --scaling 1,16,128
+  --size MIB              big blob for put/stream/chunks/get/range (default 1024)
+  --chunk MIB             PATCH chunk size for "chunks" (default 8)
+  --rounds N              rounds per workload (default 3)
+  --small N               small blobs per concurrency level per round (default 2000)
+  --small-size BYTES      size of each small blob (default 4096)
+  --concurrency A,B,..    concurrency levels for small uploads (default 1,8,32)
+  --heads N               HEAD requests for the router-overhead figure (default 10000)
+  --head-concurrency N    (default 8)
+  --scaling A,B,..        monolithic PUT sizes in MiB for time per byte and memory (default 1,16,256,1024,4096)
+  --workloads a,b,..      subset of ${ALL_WORKLOADS.join(',')} (default all)
+  --json FILE             also write the results as JSON
+  --no-reference          run only our server
+  --server-node-args A,B  extra node flags for our server, e.g. --cpu-prof,--cpu-prof-dir=/tmp/prof`;
+
+function parseFlags(argv: string[]): Flags {
+  const flags: Flags = {
+    sizeMiB: 1024,
+    chunkMiB: 8,
+    rounds: 3,
+    smallCount: 2000,
+    smallSize: 4096,
+    concurrency: [1, 8, 32],
+    heads: 10000,
+    headConcurrency: 8,
+    scalingMiB: [1, 16, 256, 1024, 4096],
+    workloads: new Set(ALL_WORKLOADS),
+    reference: true,
+    serverNodeArgs: [],
+  };
+  if (argv.includes('--quick')) {
+    Object.assign(flags, { sizeMiB: 128, rounds: 1, smallCount: 300, heads: 2000, scalingMiB: [1, 16, 128] });
+  }
+  const numbers = (text: string) => text.split(',').map(Number);
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i];
+    const value = () => {
+      const next = argv[++i];
+      if (next === undefined) throw new Error(`${flag} needs a value`);
+      return next;
+    };
+    switch (flag) {
+      case '--quick': break;
+      case '--size': flags.sizeMiB = Number(value()); break;
+      case '--chunk': flags.chunkMiB = Number(value()); break;
+      case '--rounds': flags.rounds = Number(value()); break;
+      case '--small': flags.smallCount = Number(value()); break;
+      case '--small-size': flags.smallSize = Number(value()); break;
+      case '--concurrency': flags.concurrency = numbers(value()); break;
+      case '--heads': flags.heads = Number(value()); break;
+      case '--head-concurrency': flags.headConcurrency = Number(value()); break;
+      case '--scaling': flags.scalingMiB = numbers(value()); break;
+      case '--workloads': flags.workloads = new Set(value().split(',')); break;
+      case '--json': flags.json = resolve(value()); break;
+      case '--no-reference': flags.reference = false; break;
+      case '--server-node-args': flags.serverNodeArgs = value().split(','); break;
+      case '--help': console.log(HELP); process.exit(0);
+      default: throw new Error(`unknown flag ${flag}\n${HELP}`);
+    }
+  }
+  for (const name of flags.workloads) if (!ALL_WORKLOADS.includes(name)) throw new Error(`unknown workload ${name}`);
+  return flags;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Servers
+
+interface Server {
+  name: 'ours' | 'reference';
+  base: string;
+  pid: number;
+  process: ChildProcess;
+  /** Resident memory right after start and a first request, in KiB. */
+  startKiB: number;
+}
+
+async function freePort(): Promise<number> {
+  const probe = createServer();
+  probe.listen(0, '127.0.0.1');
+  await once(probe, 'listening');
+  const port = (probe.address() as AddressInfo).port;
+  probe.close();
+  return port;
+}
+
+async function waitForRegistry(base: string, child: ChildProcess, what: string): Promise<void> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    if (child.exitCode !== null) throw new Error(`${what} exited with code ${child.exitCode}`);
+    try {
+      const response = await fetch(`${base}/v2/`);
+      if (response.status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((done) => setTimeout(done, 100));
+  }
+  throw new Error(`${what} did not answer on ${base}/v2/`);
+}
+
+async function startOurs(dir: string, nodeArgs: string[]): Promise<Server> {
+  const port = await freePort();
+  const script = resolve(__dirname, '../../examples/server.js');
+  const child = spawn(process.execPath, [...nodeArgs, script], {
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: join(dir, 'ours') },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const base = `http://127.0.0.1:${port}`;
+  await waitForRegistry(base, child, 'our example server');
+  return { name: 'ours', base, pid: child.pid!, process: child, startKiB: statusKiB(child.pid!, 'VmRSS') };
+}
+
+async function startReference(dir: string): Promise<Server | undefined> {
+  const found = spawnSync('sh', ['-c', 'command -v docker-registry'], { encoding: 'utf8' });
+  const binary = found.stdout.trim();
+  if (found.status !== 0 || !binary) {
+    console.log('docker-registry is not installed, so only our server runs. Install the reference with:\n  apt-get install -y docker-registry\n');
+    return undefined;
+  }
+  const port = await freePort();
+  const config = join(dir, 'reference.yml');
+  writeFileSync(
+    config,
+    [
+      'version: 0.1',
+      'log:',
+      '  level: warn',
+      '  accesslog:',
+      '    disabled: true',
+      'storage:',
+      '  filesystem:',
+      `    rootdirectory: ${join(dir, 'reference')}`,
+      '  delete:',
+      '    enabled: true',
+      'http:',
+      `  addr: 127.0.0.1:${port}`,
+      '',
+    ].join('\n'),
+  );
+  const child = spawn(binary, ['serve', config], { stdio: ['ignore', 'ignore', 'ignore'] });
+  const base = `http://127.0.0.1:${port}`;
+  await waitForRegistry(base, child, 'docker-registry');
+  return { name: 'reference', base, pid: child.pid!, process: child, startKiB: statusKiB(child.pid!, 'VmRSS') };
+}
+
+async function stopServer(server: Server): Promise<void> {
+  if (server.process.exitCode !== null) return;
+  server.process.kill('SIGTERM');
+  await once(server.process, 'exit');
+}
+
+/** The process's CPU time so far, in seconds, from /proc. */
+function processCpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in USER_HZ (100)
+}
+
+function statusKiB(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+  const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return match ? Number(match[1]) : 0;
+}
+
+/**
+ * Watches a server's resident memory while a workload runs: takes the idle figure just before
+ * (as the shared rss-watch.sh does), resets the high-water mark (clear_refs), and also samples
+ * VmRSS in case the reset is not permitted.
+ */
+class MemoryWatch {
+  private readonly idleKiB: number;
+  private peakKiB: number;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(private readonly pid: number) {
+    try {
+      writeFileSync(`/proc/${pid}/clear_refs`, '5');
+    } catch {
+      // without permission the sampled peak still counts
+    }
+    this.idleKiB = statusKiB(pid, 'VmRSS');
+    this.peakKiB = this.idleKiB;
+    this.timer = setInterval(() => (this.peakKiB = Math.max(this.peakKiB, statusKiB(pid, 'VmRSS'))), 20);
+  }
+
+  /** Peak resident memory above the idle figure, in MiB. */
+  stop(): number {
+    clearInterval(this.timer);
+    return (Math.max(this.peakKiB, statusKiB(this.pid, 'VmHWM')) - this.idleKiB) / 1024;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The client: node:http with keep-alive, data generated and hashed once.
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+
+/** A request body: a list of buffers written in order with back-pressure. */
+type Body = Buffer[];
+
+interface Reply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  bytes: number;
+}
+
+function request(
+  base: string,
+  method: string,
+  path: string,
+  headers: http.OutgoingHttpHeaders = {},
+  body?: Body,
+  expectBody?: (chunk: Buffer, offset: number) => void,
+): Promise<Reply> {
+  return new Promise((resolvePromise, reject) => {
+    const req = http.request(new URL(path, base), { method, headers, agent });
+    req.on('error', reject);
+    req.on('response', (res) => {
+      let bytes = 0;
+      const errorText: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => {
+        if (res.statusCode! >= 400) errorText.push(chunk);
+        else expectBody?.(chunk, bytes);
+        bytes += chunk.length;
+      });
+      res.on('error', reject);
+      res.on('end', () => {
+        if (res.statusCode! >= 400) {
+          reject(new Error(`${method} ${path} → ${res.statusCode} ${Buffer.concat(errorText).toString('utf8').slice(0, 300)}`));
+        } else {
+          resolvePromise({ status: res.statusCode!, headers: res.headers, bytes });
+        }
+      });
+    });
+    void (async () => {
+      try {
+        for (const piece of body ?? []) {
+          if (!req.write(piece)) await once(req, 'drain');
+        }
+        req.end();
+      } catch (error) {
+        req.destroy(error as Error);
+      }
+    })();
+  });
+}
+
+function expectStatus(reply: Reply, status: number, what: string): Reply {
+  if (reply.status !== status) throw new Error(`${what}: expected ${status}, got ${reply.status}`);
+  return reply;
+}
+
+/** The next request path from a Location header (absolute URL or absolute path), with extra query parameters. */
+function follow(base: string, location: string | undefined, params: Record<string, string> = {}): string {
+  if (!location) throw new Error('no Location header');
+  const url = new URL(location, base);
+  for (const [name, value] of Object.entries(params)) url.searchParams.set(name, value);
+  return url.pathname + url.search;
+}
+
+/** A blob of `size` bytes made of the random data, repeated when larger; sliced for writing. */
+class BlobSource {
+  private static readonly digests = new Map<number, string>();
+
+  constructor(
+    private readonly data: Buffer,
+    readonly size: number,
+  ) {}
+
+  /** The bytes from `start` to `end` (exclusive) as buffers of at most `piece` bytes. */
+  pieces(start = 0, end = this.size, piece = 4 * MiB): Buffer[] {
+    const list: Buffer[] = [];
+    for (let offset = start; offset < end; ) {
+      const at = offset % this.data.length;
+      const length = Math.min(piece, end - offset, this.data.length - at);
+      list.push(this.data.subarray(at, at + length));
+      offset += length;
+    }
+    return list;
+  }
+
+  byteAt(offset: number): Buffer {
+    const at = offset % this.data.length;
+    return this.data.subarray(at, at + 1);
+  }
+
+  /** Checks a response chunk against the bytes at `offset` (memcmp, far cheaper than hashing). */
+  verify(chunk: Buffer, offset: number): void {
+    let checked = 0;
+    while (checked < chunk.length) {
+      const at = (offset + checked) % this.data.length;
+      const length = Math.min(chunk.length - checked, this.data.length - at);
+      if (!chunk.subarray(checked, checked + length).equals(this.data.subarray(at, at + length))) {
+        throw new Error(`response bytes differ from the blob at offset ${offset + checked}`);
+      }
+      checked += length;
+    }
+  }
+
+  get digest(): string {
+    let digest = BlobSource.digests.get(this.size);
+    if (!digest) {
+      const hash = createHash('sha256');
+      for (const piece of this.pieces(0, this.size, 64 * MiB)) hash.update(piece);
+      digest = `sha256:${hash.digest('hex')}`;
+      BlobSource.digests.set(this.size, digest);
+    }
+    return digest;
+  }
+}
+
+async function startSession(base: string, repository: string): Promise<string> {
+  const reply = expectStatus(await request(base, 'POST', `/v2/${repository}/blobs/uploads/`, { 'Content-Length': 0 }), 202, 'POST upload');
+  return follow(base, reply.headers.location);
+}
+
+async function uploadMonolithic(base: string, repository: string, blob: BlobSource): Promise<void> {
+  const session = await startSession(base, repository);
+  const put = follow(base, session, { digest: blob.digest });
+  const headers = { 'Content-Type': 'application/octet-stream', 'Content-Length': blob.size };
+  const reply = await request(base, 'PUT', put, headers, blob.pieces());
+  expectStatus(reply, 201, 'PUT monolithic');
+  if (reply.headers['docker-content-digest'] !== blob.digest) throw new Error('PUT: wrong Docker-Content-Digest');
+}
+
+async function uploadStreamed(base: string, repository: string, blob: BlobSource): Promise<void> {
+  const session = await startSession(base, repository);
+  const headers = { 'Content-Type': 'application/octet-stream', 'Transfer-Encoding': 'chunked' };
+  const patched = expectStatus(await request(base, 'PATCH', session, headers, blob.pieces()), 202, 'PATCH streamed');
+  const put = follow(base, patched.headers.location, { digest: blob.digest });
+  expectStatus(await request(base, 'PUT', put, { 'Content-Length': 0 }), 201, 'PUT after streamed PATCH');
+}
+
+async function uploadChunked(base: string, repository: string, blob: BlobSource, chunkSize: number): Promise<void> {
+  let location = await startSession(base, repository);
+  for (let start = 0; start < blob.size; start += chunkSize) {
+    const end = Math.min(start + chunkSize, blob.size);
+    const headers = {
+      'Content-Type': 'application/octet-stream',
+      'Content-Range': `${start}-${end - 1}`,
+      'Content-Length': end - start,
+    };
+    const reply = expectStatus(await request(base, 'PATCH', location, headers, blob.pieces(start, end)), 202, 'PATCH chunk');
+    if (reply.headers.range !== `0-${end - 1}`) throw new Error(`PATCH chunk: Range ${reply.headers.range}, expected 0-${end - 1}`);
+    location = follow(base, reply.headers.location);
+  }
+  expectStatus(await request(base, 'PUT', follow(base, location, { digest: blob.digest }), { 'Content-Length': 0 }), 201, 'PUT after chunks');
+}
+
+async function download(base: string, repository: string, blob: BlobSource, range?: { start: number; end: number }): Promise<number> {
+  const headers: http.OutgoingHttpHeaders = range ? { Range: `bytes=${range.start}-${range.end - 1}` } : {};
+  const first = range?.start ?? 0;
+  const reply = await request(base, 'GET', `/v2/${repository}/blobs/${blob.digest}`, headers, undefined, (chunk, offset) =>
+    blob.verify(chunk, first + offset),
+  );
+  const expected = range ? range.end - range.start : blob.size;
+  expectStatus(reply, range ? 206 : 200, 'GET blob');
+  if (reply.bytes !== expected) throw new Error(`GET: ${reply.bytes} bytes, expected ${expected}`);
+  return reply.bytes;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measurements
+
+interface Sample {
+  value: number;
+  /** Client CPU time as a share of one core during the sample. */
+  clientCpu: number;
+  /** Server CPU time as a share of one core during the sample. */
+  serverCpu: number;
+  memoryMiB?: number;
+  extra?: Record<string, number>;
+}
+
+/** Runs `work` against `server`, timing it and recording client and server CPU. */
+async function measure(
+  server: Server,
+  work: () => Promise<void>,
+  value: (seconds: number) => number,
+  watchMemory = false,
+): Promise<Sample> {
+  const watch = watchMemory ? new MemoryWatch(server.pid) : undefined;
+  const serverCpuBefore = processCpuSeconds(server.pid);
+  const clientBefore = process.cpuUsage();
+  const started = process.hrtime.bigint();
+  await work();
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const client = process.cpuUsage(clientBefore);
+  return {
+    value: value(seconds),
+    clientCpu: (client.user + client.system) / 1e6 / seconds,
+    serverCpu: (processCpuSeconds(server.pid) - serverCpuBefore) / seconds,
+    memoryMiB: watch?.stop(),
+  };
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+interface Row {
+  workload: string;
+  unit: string;
+  /** Whether a larger value is better (throughput) or smaller (latency, memory). */
+  higherIsBetter: boolean;
+  samples: Partial<Record<Server['name'], Sample[]>>;
+  limit?: number;
+}
+
+const rows: Row[] = [];
+
+function row(workload: string, unit: string, higherIsBetter = true): Row {
+  let found = rows.find((candidate) => candidate.workload === workload);
+  if (!found) {
+    found = { workload, unit, higherIsBetter, samples: {} };
+    rows.push(found);
+  }
+  return found;
+}
+
+function record(workload: string, unit: string, server: Server, sample: Sample, higherIsBetter = true): void {
+  const target = row(workload, unit, higherIsBetter);
+  (target.samples[server.name] ??= []).push(sample);
+}
+
+function summary(target: Row) {
+  const pick = (name: Server['name']) => {
+    const samples = target.samples[name];
+    if (!samples?.length) return undefined;
+    const memory = samples.map((s) => s.memoryMiB).filter((m): m is number => m !== undefined);
+    return {
+      median: median(samples.map((s) => s.value)),
+      values: samples.map((s) => s.value),
+      clientCpu: median(samples.map((s) => s.clientCpu)),
+      serverCpu: median(samples.map((s) => s.serverCpu)),
+      peakMemoryMiB: memory.length ? Math.max(...memory) : undefined,
+    };
+  };
+  const ours = pick('ours');
+  const reference = pick('reference');
+  const ratio = ours && reference ? ours.median / reference.median : undefined;
+  return { workload: target.workload, unit: target.unit, higherIsBetter: target.higherIsBetter, ours, reference, ratio, limit: target.limit };
+}
+
+function format(value: number | undefined, digits = 1): string {
+  if (value === undefined || !Number.isFinite(value)) return '-';
+  if (Math.abs(value) >= 1000) return value.toFixed(0);
+  return value.toFixed(digits);
+}
+
+function printTable(): void {
+  const header = ['workload', 'unit', 'ours', 'reference', 'ratio', 'limit', 'ours cpu', 'ref cpu', 'client cpu'];
+  const lines = rows.map((target) => {
+    const s = summary(target);
+    return [
+      s.workload,
+      s.unit,
+      format(s.ours?.median),
+      format(s.reference?.median),
+      s.ratio === undefined ? '-' : `${s.ratio.toFixed(2)}x`,
+      format(s.limit),
+      s.ours ? `${Math.round(s.ours.serverCpu * 100)}%` : '-',
+      s.reference ? `${Math.round(s.reference.serverCpu * 100)}%` : '-',
+      `${Math.round(Math.max(s.ours?.clientCpu ?? 0, s.reference?.clientCpu ?? 0) * 100)}%`,
+    ];
+  });
+  const widths = header.map((name, column) => Math.max(name.length, ...lines.map((line) => line[column].length)));
+  const render = (cells: string[]) => `| ${cells.map((cell, column) => (column < 2 ? cell.padEnd(widths[column]) : cell.padStart(widths[column]))).join(' | ')} |`;
+  console.log(render(header));
+  console.log(`|${widths.map((width, column) => `${'-'.repeat(width + 1)}${column < 2 ? '-' : ':'}`).join('|')}|`);
+  for (const line of lines) console.log(render(line));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Workloads
+
+/** Runs `fn` for each server, alternating which goes first by round. */
+async function alternate(servers: Server[], round: number, fn: (server: Server) => Promise<void>): Promise<void> {
+  const order = round % 2 === 0 ? servers : [...servers].reverse();
+  for (const server of order) await fn(server);
+}
+
+/** The machine's limits over the same bytes; resolves to the lower of sha256 and a durable file write, in MB/s. */
+function measureLimits(data: Buffer, dir: string): number {
+  const bytes = data.length;
+  let started = process.hrtime.bigint();
+  const hash = createHash('sha256');
+  for (let offset = 0; offset < bytes; offset += MiB) hash.update(data.subarray(offset, offset + MiB));
+  hash.digest();
+  const shaSeconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const file = join(dir, 'limit-write');
+  started = process.hrtime.bigint();
+  const fd = openSync(file, 'w');
+  for (let offset = 0; offset < bytes; offset += MiB) writeSync(fd, data, offset, Math.min(MiB, bytes - offset));
+  const writeSeconds = Number(process.hrtime.bigint() - started) / 1e9;
+  fsyncSync(fd);
+  const syncSeconds = Number(process.hrtime.bigint() - started) / 1e9;
+  closeSync(fd);
+  rmSync(file);
+  const rate = (seconds: number) => bytes / seconds / MB;
+  row('limit: node sha256, 1 MiB updates', 'MB/s').limit = rate(shaSeconds);
+  row('limit: file write, 1 MiB writes', 'MB/s').limit = rate(writeSeconds);
+  row('limit: file write + fsync', 'MB/s').limit = rate(syncSeconds);
+  return Math.min(rate(shaSeconds), rate(syncSeconds));
+}
+
+async function main(): Promise<void> {
+  const flags = parseFlags(process.argv.slice(2));
+  const dir = mkdtempSync(join(os.tmpdir(), 'oci-bench-'));
+  const servers: Server[] = [];
+  const cleanup = () => rmSync(dir, { recursive: true, force: true });
+  process.once('SIGINT', () => {
+    for (const server of servers) server.process.kill('SIGTERM');
+    cleanup();
+    process.exit(130);
+  });
+  const startedAt = new Date();
+  try {
+    const bigSize = flags.sizeMiB * MiB;
+    const dataSize = Math.min(Math.max(bigSize, ...flags.scalingMiB.map((m) => m * MiB)), 1024 * MiB);
+    console.log(`generating ${dataSize / MiB} MiB of random data …`);
+    const data = randomFillSync(Buffer.allocUnsafe(dataSize));
+    const big = new BlobSource(data, bigSize);
+    void big.digest; // hashed once, before any timing
+
+    const uploadLimit = flags.workloads.has('limits') ? measureLimits(data.subarray(0, Math.min(bigSize, data.length)), dir) : undefined;
+
+    servers.push(await startOurs(dir, flags.serverNodeArgs));
+    if (flags.reference) {
+      const reference = await startReference(dir);
+      if (reference) servers.push(reference);
+    }
+    const mbps = (bytes: number) => (seconds: number) => bytes / seconds / MB;
+
+    const bigWorkloads: Array<[string, string, (server: Server) => Promise<void>]> = [
+      ['put', `upload ${flags.sizeMiB} MiB: monolithic PUT`, (s) => uploadMonolithic(s.base, 'bench/put', big)],
+      ['stream', `upload ${flags.sizeMiB} MiB: one streamed PATCH`, (s) => uploadStreamed(s.base, 'bench/stream', big)],
+      ['chunks', `upload ${flags.sizeMiB} MiB: ${flags.chunkMiB} MiB PATCH chunks`, (s) => uploadChunked(s.base, 'bench/chunks', big, flags.chunkMiB * MiB)],
+    ];
+    const needBlob = ['get', 'range', 'head'].some((name) => flags.workloads.has(name));
+    for (const server of servers) {
+      if (needBlob) await uploadMonolithic(server.base, 'bench/get', big);
+    }
+
+    for (let round = 0; round < flags.rounds; round++) {
+      console.log(`round ${round + 1}/${flags.rounds} (load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')})`);
+      for (const [name, title, work] of bigWorkloads) {
+        if (!flags.workloads.has(name)) continue;
+        await alternate(servers, round, async (server) => {
+          const sample = await measure(server, () => work(server), mbps(bigSize), true);
+          record(title, 'MB/s', server, sample);
+          record(`peak RSS above idle during ${name}`, 'MiB', server, { ...sample, value: sample.memoryMiB! }, false);
+        });
+        row(title, 'MB/s').limit = uploadLimit;
+      }
+      if (flags.workloads.has('get')) {
+        await alternate(servers, round, async (server) => {
+          record(`GET ${flags.sizeMiB} MiB blob`, 'MB/s', server, await measure(server, async () => void (await download(server.base, 'bench/get', big)), mbps(bigSize)));
+        });
+      }
+      if (flags.workloads.has('range')) {
+        const range = { start: Math.floor(bigSize / 4), end: Math.floor((3 * bigSize) / 4) };
+        await alternate(servers, round, async (server) => {
+          record(`Range GET (middle half)`, 'MB/s', server, await measure(server, async () => void (await download(server.base, 'bench/get', big, range)), mbps(range.end - range.start)));
+        });
+      }
+      if (flags.workloads.has('small')) {
+        for (const concurrency of flags.concurrency) {
+          // Distinct blobs for every server, round and level, generated and hashed before timing.
+          const blobs = Array.from({ length: flags.smallCount }, () => {
+            const bytes = randomFillSync(Buffer.allocUnsafe(flags.smallSize));
+            return { bytes, digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}` };
+          });
+          await alternate(servers, round, async (server) => {
+            const latencies: number[] = [];
+            const repository = `bench/small-c${concurrency}-r${round}`;
+            let next = 0;
+            const worker = async () => {
+              while (next < blobs.length) {
+                const blob = blobs[next++];
+                const started = process.hrtime.bigint();
+                const session = await startSession(server.base, repository);
+                const put = follow(server.base, session, { digest: blob.digest });
+                const headers = { 'Content-Type': 'application/octet-stream', 'Content-Length': blob.bytes.length };
+                expectStatus(await request(server.base, 'PUT', put, headers, [blob.bytes]), 201, 'PUT small');
+                latencies.push(Number(process.hrtime.bigint() - started) / 1e6);
+              }
+            };
+            const sample = await measure(
+              server,
+              async () => void (await Promise.all(Array.from({ length: concurrency }, worker))),
+              (seconds) => blobs.length / seconds,
+            );
+            record(`${flags.smallSize} B uploads, concurrency ${concurrency}`, 'uploads/s', server, sample);
+            record(`  p50 latency, concurrency ${concurrency}`, 'ms', server, { ...sample, value: percentile(latencies, 50) }, false);
+            record(`  p99 latency, concurrency ${concurrency}`, 'ms', server, { ...sample, value: percentile(latencies, 99) }, false);
+          });
+        }
+      }
+      if (flags.workloads.has('head')) {
+        await alternate(servers, round, async (server) => {
+          const path = `/v2/bench/get/blobs/${big.digest}`;
+          let next = 0;
+          const worker = async () => {
+            while (next++ < flags.heads) expectStatus(await request(server.base, 'HEAD', path), 200, 'HEAD blob');
+          };
+          const sample = await measure(
+            server,
+            async () => void (await Promise.all(Array.from({ length: flags.headConcurrency }, worker))),
+            (seconds) => flags.heads / seconds,
+          );
+          record(`HEAD blob, concurrency ${flags.headConcurrency}`, 'requests/s', server, sample);
+        });
+      }
+    }
+
+    if (flags.workloads.has('scaling')) {
+      // Once per size: time per byte should stay flat, and memory too.
+      for (const [index, sizeMiB] of flags.scalingMiB.entries()) {
+        const blob = new BlobSource(data, sizeMiB * MiB);
+        void blob.digest;
+        await alternate(servers, index, async (server) => {
+          const sample = await measure(server, () => uploadMonolithic(server.base, 'bench/scaling', blob), (seconds) => (seconds * 1e9) / blob.size, true);
+          record(`PUT ${sizeMiB} MiB: time per byte`, 'ns/B', server, sample, false);
+          record(`PUT ${sizeMiB} MiB: peak RSS above idle`, 'MiB', server, { ...sample, value: sample.memoryMiB! }, false);
+        });
+      }
+    }
+
+    console.log();
+    printTable();
+    const machine = {
+      cpus: `${os.cpus().length} x ${os.cpus()[0]?.model ?? 'unknown'}`,
+      memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+      node: process.version,
+      loadAverage: os.loadavg(),
+    };
+    console.log(`\nmachine: ${machine.cpus}, ${machine.memoryGiB} GiB RAM, node ${machine.node}; load average at the end ${machine.loadAverage.map((l) => l.toFixed(2)).join(' ')}`);
+    for (const server of servers) {
+      console.log(`${server.name}: resident memory ${(server.startKiB / 1024).toFixed(1)} MiB after start, ${(statusKiB(server.pid, 'VmRSS') / 1024).toFixed(1)} MiB at the end`);
+    }
+    console.log(`ratio: ours/reference (for ms and MiB rows lower is better); cpu: share of one core during the workload (median)`);
+    if (flags.json) {
+      const report = { startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), argv: process.argv.slice(2), machine, flags: { ...flags, workloads: [...flags.workloads] }, rows: rows.map(summary) };
+      writeFileSync(flags.json, `${JSON.stringify(report, null, 2)}\n`);
+      console.log(`JSON: ${flags.json}`);
+    }
+  } finally {
+    for (const server of servers) await stopServer(server);
+    agent.destroy();
+    cleanup();
+  }
+}
+
+main().catch((error) => {
+  console.error(error instanceof Error ? error.stack : error);
+  process.exitCode = 1;
+});

@@ -4,7 +4,18 @@
  *
  * @packageDocumentation
  */
-export { createRegistryRouter, type RegistryOptions } from './router';
+export { createRegistryRouter, type RegistryOptions, type RegistryRouter } from './router';
+export {
+  RegistryEvents,
+  type RegistryEventMap,
+  type RegistryEventName,
+  type UploadEvent,
+  type UploadProgressEvent,
+  type UploadEndedEvent,
+  type BlobCommittedEvent,
+  type BlobMountedEvent,
+  type BlobDeletedEvent,
+} from './events';
 export {
   type StorageAdapter,
   type ContentInfo,
@@ -19,4 +30,4 @@ export { FileSystemStorage, type FileSystemStorageOptions } from './storage/file
 export { RegistryError, ERROR_CODES, type ErrorCode } from './errors';
 export { parseDigest, SUPPORTED_ALGORITHMS, type Digest, type DigestAlgorithm } from './digest';
 export type { ByteRange } from './range';
-export type { UploadSession } from './store';
+export type { UploadSession, BlobInfo, RegistryStore, RegistryStoreOptions } from './store';

@@ -14,6 +14,8 @@ export class Meter extends Transform {
     private readonly hash: Hash | undefined,
     private readonly limit = Number.POSITIVE_INFINITY,
     private readonly overLimit: () => Error = () => new Error('body too large'),
+    /** Called with the running byte count after each chunk passes. */
+    private readonly onBytes?: (bytes: number) => void,
   ) {
     super();
   }
@@ -25,6 +27,7 @@ export class Meter extends Transform {
       return;
     }
     this.hash?.update(chunk);
+    this.onBytes?.(this.bytes);
     callback(null, chunk);
   }
 }

@@ -13,6 +13,7 @@ import { referrersDispatcher } from './resources/referrers';
 import { tagsDispatcher } from './resources/tags';
 import { uploadDispatcher } from './resources/uploads';
 import type { StorageAdapter } from './storage/adapter';
+import type { RegistryEvents, RegistryEventMap } from './events';
 import { RegistryStore } from './store';
 
 /** Options for {@link createRegistryRouter}. */
@@ -28,6 +29,16 @@ export interface RegistryOptions {
   deleteEnabled?: boolean;
   /** Largest manifest accepted, in bytes; a larger one gets 413 `MANIFEST_INVALID`. Default 4 MiB. */
   maxManifestSize?: number;
+  /** Least milliseconds between two `uploadProgress` events while one request body streams in. Default 500. */
+  progressInterval?: number;
+}
+
+/** The router {@link createRegistryRouter} returns: an Express router with the registry's events and store. */
+export interface RegistryRouter extends Router {
+  /** Typed events for every change: uploads, commits, mounts, deletions. See {@link RegistryEventMap}. */
+  readonly events: RegistryEvents;
+  /** The registry's data model over the storage adapter, for host code that stores blobs itself. */
+  readonly store: RegistryStore;
 }
 
 /** The default of {@link RegistryOptions.maxManifestSize}: the spec asks registries to accept at least 4 MiB. */
@@ -68,8 +79,8 @@ const routerLog = moduleLogger('router')({});
  * app.use(createRegistryRouter({ storage: new FileSystemStorage({ root: './registry-data' }) }));
  * ```
  */
-export function createRegistryRouter(options: RegistryOptions): Router {
-  const store = new RegistryStore(options.storage);
+export function createRegistryRouter(options: RegistryOptions): RegistryRouter {
+  const store = new RegistryStore(options.storage, { progressInterval: options.progressInterval });
   const resolved: ResolvedOptions = {
     mountFromAnyRepository: options.mountFromAnyRepository ?? true,
     deleteEnabled: options.deleteEnabled ?? true,
@@ -85,7 +96,7 @@ export function createRegistryRouter(options: RegistryOptions): Router {
     }
     void dispatch(req as unknown as RegistryRequest, res, store, manifests, resolved);
   });
-  return router;
+  return Object.assign(router, { events: store.events, store });
 }
 
 async function dispatch(req: RegistryRequest, res: ServerResponse, store: RegistryStore, manifests: ManifestStore, options: ResolvedOptions): Promise<void> {

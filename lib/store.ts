@@ -2,6 +2,7 @@ import { randomUUID, type Hash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { createDigestHash, type Digest, type DigestAlgorithm } from './digest';
 import { RegistryError } from './errors';
+import { RegistryEvents } from './events';
 import { Meter } from './meter';
 import { rangeError, type ByteRange } from './range';
 import { NotFoundError, pageNames, UploadConflictError, type ListOptions, type StorageAdapter } from './storage/adapter';
@@ -19,6 +20,14 @@ export interface UploadSession {
 /** A blob as a repository sees it. */
 export interface BlobInfo {
   size: number;
+}
+
+/** Settings of a {@link RegistryStore}. */
+export interface RegistryStoreOptions {
+  /** Where the store announces what changes; a new emitter by default. */
+  events?: RegistryEvents;
+  /** Least milliseconds between two `uploadProgress` events of one streaming body. Default 500. */
+  progressInterval?: number;
 }
 
 const UPLOAD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -63,8 +72,17 @@ export class RegistryStore {
   private readonly runningHashes = new Map<string, { hash: Hash; size: number }>();
   /** Repositories known to be in the catalog; entries are never removed, so this cache cannot go stale. */
   private readonly catalogued = new Set<string>();
+  /** Every change the store makes is announced here, from this class only. */
+  readonly events: RegistryEvents;
+  private readonly progressInterval: number;
 
-  constructor(readonly adapter: StorageAdapter) {}
+  constructor(
+    readonly adapter: StorageAdapter,
+    options: RegistryStoreOptions = {},
+  ) {
+    this.events = options.events ?? new RegistryEvents();
+    this.progressInterval = options.progressInterval ?? 500;
+  }
 
   /** Starts an upload session in `repository`. */
   async startUpload(repository: string): Promise<UploadSession> {
@@ -73,6 +91,7 @@ export class RegistryStore {
     await this.adapter.putDocument(uploadRecordKey(session.id), Buffer.from(JSON.stringify(session)));
     await this.adapter.createUpload(session.id);
     this.runningHashes.set(session.id, { hash: createDigestHash('sha256'), size: 0 });
+    this.events.notify('uploadStarted', { repository, uploadId: session.id });
     return session;
   }
 
@@ -100,8 +119,17 @@ export class RegistryStore {
    */
   async appendToUpload(session: UploadSession, expectedSize: number, body: Readable, maxBytes?: number): Promise<number> {
     const running = this.claimRunningHash(session.id, expectedSize);
-    const meter = new Meter(running, maxBytes, () =>
-      rangeError(expectedSize, `the body is longer than the ${maxBytes} bytes its Content-Range declares`),
+    let lastProgress = Number.NEGATIVE_INFINITY;
+    const meter = new Meter(
+      running,
+      maxBytes,
+      () => rangeError(expectedSize, `the body is longer than the ${maxBytes} bytes its Content-Range declares`),
+      (bytes) => {
+        const now = Date.now();
+        if (now - lastProgress < this.progressInterval) return;
+        lastProgress = now;
+        this.events.notify('uploadProgress', { repository: session.repository, uploadId: session.id, bytes: expectedSize + bytes });
+      },
     );
     body.once('error', (error) => meter.destroy(error));
     body.pipe(meter);
@@ -136,14 +164,20 @@ export class RegistryStore {
     this.runningHashes.delete(session.id);
     await this.linkBlob(session.repository, digest, size);
     await this.adapter.deleteDocument(uploadRecordKey(session.id));
+    this.events.notify('blobCommitted', { repository: session.repository, uploadId: session.id, digest: digest.value, size });
     return { size };
   }
 
-  /** Ends a session and drops its bytes. */
+  /** Ends a session at the client's request (or a failed one-request upload) and drops its bytes. */
   async cancelUpload(session: UploadSession): Promise<void> {
-    this.runningHashes.delete(session.id);
-    await this.adapter.deleteUpload(session.id);
-    await this.adapter.deleteDocument(uploadRecordKey(session.id));
+    const size = await this.dropUpload(session);
+    this.events.notify('uploadCancelled', { repository: session.repository, uploadId: session.id, size });
+  }
+
+  /** Ends a stale session and drops its bytes: what purging calls, so hosts hear `uploadExpired`. */
+  async expireUpload(session: UploadSession): Promise<void> {
+    const size = await this.dropUpload(session);
+    this.events.notify('uploadExpired', { repository: session.repository, uploadId: session.id, size });
   }
 
   /** Makes a blob visible in `repository`. */
@@ -180,6 +214,7 @@ export class RegistryStore {
   async unlinkBlob(repository: string, digest: Digest): Promise<boolean> {
     if (!(await this.adapter.getDocument(blobLinkKey(repository, digest)))) return false;
     await this.adapter.deleteDocument(blobLinkKey(repository, digest));
+    this.events.notify('blobDeleted', { repository, digest: digest.value });
     return true;
   }
 
@@ -203,8 +238,20 @@ export class RegistryStore {
     let info: BlobInfo | undefined;
     if (from !== undefined) info = await this.blobInfo(from, digest);
     else if (fromAnywhere) info = await this.adapter.statContent(contentKey(digest));
-    if (info) await this.linkBlob(repository, digest, info.size);
+    if (info) {
+      await this.linkBlob(repository, digest, info.size);
+      this.events.notify('blobMounted', { repository, digest: digest.value, size: info.size, from });
+    }
     return info;
+  }
+
+  /** Deletes a session's bytes and record; resolves to how many bytes it held. */
+  private async dropUpload(session: UploadSession): Promise<number> {
+    this.runningHashes.delete(session.id);
+    const size = (await this.adapter.uploadSize(session.id)) ?? 0;
+    await this.adapter.deleteUpload(session.id);
+    await this.adapter.deleteDocument(uploadRecordKey(session.id));
+    return size;
   }
 
   /** Takes the session's running hash if it covers exactly `size` bytes, so no other request can feed it. */

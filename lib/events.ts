@@ -1,0 +1,87 @@
+import { EventEmitter } from 'node:events';
+import { moduleLogger } from './log';
+
+/** Fields every upload session event carries. */
+export interface UploadEvent {
+  repository: string;
+  /** The session id, as in `Docker-Upload-UUID`. */
+  uploadId: string;
+}
+
+/** Progress of a session's bytes; `bytes` counts everything stored so far, not one chunk. */
+export interface UploadProgressEvent extends UploadEvent {
+  bytes: number;
+}
+
+/** A session that ended without a blob: `size` is how many bytes it held and were dropped. */
+export interface UploadEndedEvent extends UploadEvent {
+  size: number;
+}
+
+/** A blob verified and visible in a repository. */
+export interface BlobCommittedEvent extends UploadEvent {
+  /** `algorithm:hex`. */
+  digest: string;
+  size: number;
+}
+
+/** A blob linked into a repository from stored content, without its bytes being sent again. */
+export interface BlobMountedEvent {
+  repository: string;
+  digest: string;
+  size: number;
+  /** The repository named by `from`, or undefined when any stored content was eligible. */
+  from?: string;
+}
+
+/** A blob unlinked from a repository (its content may stay for other repositories). */
+export interface BlobDeletedEvent {
+  repository: string;
+  digest: string;
+}
+
+/**
+ * Every event the registry emits, by name, with its listener's arguments. Listeners run
+ * synchronously after the change is stored; one that throws is logged under
+ * `express-oci-registry:events` and does not affect the request.
+ */
+export interface RegistryEventMap {
+  /** A session was opened (POST …/blobs/uploads/, or a multer bridge upload). */
+  uploadStarted: [UploadEvent];
+  /** Bytes arrived in a session; at most once per `progressInterval` while a body streams. */
+  uploadProgress: [UploadProgressEvent];
+  /** A session's bytes were verified against their digest and published as a blob. */
+  blobCommitted: [BlobCommittedEvent];
+  /** A mount linked an existing blob into a repository. */
+  blobMounted: [BlobMountedEvent];
+  /** A session was cancelled (DELETE on it, a failed monolithic upload, a dropped multer file). */
+  uploadCancelled: [UploadEndedEvent];
+  /** A stale session was purged. */
+  uploadExpired: [UploadEndedEvent];
+  /** A blob was deleted from a repository. */
+  blobDeleted: [BlobDeletedEvent];
+}
+
+/** The name of a registry event. */
+export type RegistryEventName = keyof RegistryEventMap;
+
+const log = moduleLogger('events')({});
+
+/**
+ * The registry's typed event emitter, `router.events`:
+ *
+ * ```ts
+ * const registry = createRegistryRouter({ storage });
+ * registry.events.on('blobCommitted', ({ repository, digest, size }) => console.log(repository, digest, size));
+ * ```
+ */
+export class RegistryEvents extends EventEmitter<RegistryEventMap> {
+  /** Emits `name` to its listeners; a listener that throws is logged, never passed to the caller. */
+  notify<K extends RegistryEventName>(name: K, ...args: RegistryEventMap[K]): void {
+    try {
+      (this as EventEmitter).emit(name, ...args);
+    } catch (error) {
+      log('a %s listener threw: %O', name, error);
+    }
+  }
+}

@@ -4,7 +4,8 @@
  *
  * @packageDocumentation
  */
-export { createRegistryRouter, type RegistryOptions, type RegistryRouter } from './router';
+export { createRegistryRouter, DEFAULT_MAX_MANIFEST_SIZE, type RegistryOptions, type RegistryRouter } from './router';
+export { OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, type ReferrerDescriptor } from './manifest';
 export {
   RegistryEvents,
   type RegistryEventMap,

@@ -33,6 +33,15 @@ export function tagsPrefix(repository: string): string {
   return `${repositoryPrefix(repository)}_tags/`;
 }
 
+/**
+ * Key prefix of the tags that name (or once named) a digest in a repository, so that deleting a
+ * manifest finds its tags without reading every tag. An entry may outlive its tag's move or
+ * deletion; a delete checks each candidate tag before removing it.
+ */
+export function digestTagsPrefix(repository: string, digest: Digest): string {
+  return `${repositoryPrefix(repository)}_digest-tags/${digest.algorithm}/${digest.hex}/`;
+}
+
 /** Key prefix of the referrer entries of one subject digest in a repository. */
 export function referrersPrefix(repository: string, subject: Digest): string {
   return `${repositoryPrefix(repository)}_referrers/${subject.algorithm}/${subject.hex}/`;
@@ -41,7 +50,7 @@ export function referrersPrefix(repository: string, subject: Digest): string {
 /**
  * Manifests, tags and referrers over the registry's storage. Writes go in an order that never
  * leaves a tag or referrer entry pointing at nothing: bytes, then revision link, then referrer
- * entry and tag; deletes run the other way.
+ * entry, then the tag's index entry and the tag; deletes run the other way.
  */
 export class ManifestStore {
   constructor(private readonly store: RegistryStore) {}
@@ -67,7 +76,10 @@ export class ManifestStore {
     if (manifest.subject) {
       await adapter.putDocument(referrerKey(repository, manifest.subject, digest), toJson(referrerDescriptor(manifest, digest, body.length)));
     }
-    if (reference.tag !== undefined) await adapter.putDocument(tagKey(repository, reference.tag), toJson({ digest: digest.value }));
+    if (reference.tag !== undefined) {
+      await adapter.putDocument(digestTagsPrefix(repository, digest) + reference.tag, Buffer.alloc(0));
+      await adapter.putDocument(tagKey(repository, reference.tag), toJson({ digest: digest.value }));
+    }
     await this.store.registerRepository(repository);
     return { digest, manifest };
   }
@@ -92,9 +104,11 @@ export class ManifestStore {
     const manifest = await this.resolve(repository, { digest });
     if (!manifest) return false;
     const adapter = this.store.adapter;
-    for (const tag of await adapter.listDocuments(tagsPrefix(repository))) {
+    const candidates = digestTagsPrefix(repository, digest);
+    for (const tag of await adapter.listDocuments(candidates)) {
       const target = await this.tagTarget(repository, tag);
       if (target?.value === digest.value) await adapter.deleteDocument(tagKey(repository, tag));
+      await adapter.deleteDocument(candidates + tag);
     }
     if (manifest.subject) await adapter.deleteDocument(referrerKey(repository, parseDigest(manifest.subject), digest));
     await adapter.deleteDocument(manifestLinkKey(repository, digest));

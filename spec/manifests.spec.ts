@@ -85,6 +85,27 @@ describe.each(builtInStorages)('manifests over %s', (_name, makeStorage) => {
     expect((await agent.delete(`/v2/team/app/manifests/${image.digest}`).expect(404)).body.errors[0].code).toBe('MANIFEST_UNKNOWN');
   });
 
+  it('DELETE by digest spares a tag that has moved on to another manifest', async () => {
+    const first = makeImage('moved-from');
+    const second = makeImage('moved-to');
+    await pushImage(agent, 'team/app', first, 'v1');
+    await agent.put('/v2/team/app/manifests/stable').set('Content-Type', OCI_MANIFEST).send(first.manifest.toString()).expect(201);
+    await pushImage(agent, 'team/app', second, 'v1');
+    await agent.delete(`/v2/team/app/manifests/${first.digest}`).expect(202);
+    expect((await agent.head('/v2/team/app/manifests/v1').expect(200)).headers['docker-content-digest']).toBe(second.digest);
+    await agent.head('/v2/team/app/manifests/stable').expect(404);
+    await agent.delete(`/v2/team/app/manifests/${second.digest}`).expect(202);
+    expect((await agent.get('/v2/team/app/tags/list').expect(200)).body.tags).toEqual([]);
+  });
+
+  it('DELETE of a blob leaves manifests and tags as they were', async () => {
+    const image = makeImage('blobdelete');
+    await pushImage(agent, 'team/app', image, 'v1');
+    await agent.delete(`/v2/team/app/blobs/${sha256(image.layers[0])}`).expect(202);
+    await agent.head('/v2/team/app/manifests/v1').expect(200);
+    expect((await agent.get('/v2/team/app/tags/list').expect(200)).body.tags).toEqual(['v1']);
+  });
+
   it('deleting can be turned off: 405 UNSUPPORTED and nothing removed', async () => {
     const readOnly = supertest(makeApp(storage, { deleteEnabled: false }));
     const image = makeImage('readonly');

@@ -252,6 +252,8 @@ describe('manifest PUT validation', () => {
     ['an index without manifests', OCI_INDEX, JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX })],
     ['a descriptor with a malformed digest', OCI_MANIFEST, JSON.stringify({ schemaVersion: 2, config: { mediaType: 'a/b', size: 1, digest: 'sha256:xyz' }, layers: [] })],
     ['a descriptor without size', OCI_MANIFEST, JSON.stringify({ schemaVersion: 2, config: { mediaType: 'a/b', digest: sha256('x') }, layers: [] })],
+    ['a deeply nested body', OCI_MANIFEST, `${'['.repeat(200_000)}${']'.repeat(200_000)}`],
+    ['a deeply nested descriptor', OCI_MANIFEST, `{"schemaVersion":2,"layers":[],"config":${'{"x":'.repeat(100_000)}1${'}'.repeat(100_000)}}`],
     ['non-string annotations', OCI_MANIFEST, JSON.stringify({ schemaVersion: 2, config: descriptor('a/b', 'x'), layers: [], annotations: { a: 1 } })],
   ])('rejects %s with 400 MANIFEST_INVALID', async (_case, contentType, body) => {
     const res = await agent.put('/v2/team/app/manifests/v1').set('Content-Type', contentType).send(body).expect(400);
@@ -308,6 +310,14 @@ describe('manifest PUT validation', () => {
     expect((await agent.get('/v2/team/app/manifests/nope').expect(404)).body.errors[0].code).toBe('MANIFEST_UNKNOWN');
     expect((await agent.get(`/v2/team/app/manifests/${sha256('nope')}`).expect(404)).body.errors[0].code).toBe('MANIFEST_UNKNOWN');
     await agent.head('/v2/never/pushed/manifests/latest').expect(404);
+  });
+
+  it('works behind the host app\'s JSON and form body parsers', async () => {
+    const parsed = supertest(makeApp(new MemoryStorage(), { bodyParsers: true }));
+    const image = makeImage('parsers');
+    await pushImage(parsed, 'team/app', image, 'v1');
+    const res = await parsed.get('/v2/team/app/manifests/v1').buffer(true).parse(rawBody).expect(200);
+    expect(Buffer.compare(res.body, image.manifest)).toBe(0);
   });
 
   it('a manifest pushed to one repository is unknown in another', async () => {

@@ -1,7 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
-import { RegistryError } from './errors';
+import { RegistryError, type ErrorCode } from './errors';
 import type { Log } from './log';
+import type { IdleLimit } from './meter';
 import type { ManifestStore } from './manifest-store';
 import type { RegistryStore } from './store';
 
@@ -23,6 +24,9 @@ export interface ResolvedOptions {
   mountFromAnyRepository: boolean;
   deleteEnabled: boolean;
   maxManifestSize: number;
+  maxBlobSize: number;
+  maxUploadsPerRepository: number;
+  bodyIdleTimeout: number;
 }
 
 /** Everything a resource's handlers need for one request. */
@@ -39,6 +43,8 @@ export interface RequestContext {
   /** Route parameters after the repository name (upload id, digest, reference), percent-decoded where safe. */
   params: Record<string, string>;
   query: URLSearchParams;
+  /** Whether the caller may pull from `repository` (always true without an `authorize` option). */
+  mayPull: (repository: string) => Promise<boolean>;
 }
 
 /** Builds a resource's method table for one request, as the seed's dispatchers did. */
@@ -47,6 +53,14 @@ export type ResourceDispatcher = (context: RequestContext, log: Log) => MethodTa
 /** Throws 405 `UNSUPPORTED` when the registry was set up without DELETE. */
 export function requireDeleteEnabled(options: ResolvedOptions): void {
   if (!options.deleteEnabled) throw new RegistryError('UNSUPPORTED', 'deleting is disabled on this registry');
+}
+
+/** The idle limit of request bodies: a 408 with `code` once no byte has arrived for `timeout` ms. */
+export function bodyIdleLimit(timeout: number, code: ErrorCode): IdleLimit {
+  return {
+    timeout,
+    error: () => new RegistryError(code, `no bytes arrived for ${timeout} ms; the request was ended`, { status: 408 }),
+  };
 }
 
 /** Ends a response with no body. */

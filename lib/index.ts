@@ -18,6 +18,15 @@ export {
   type BlobDeletedEvent,
 } from './events';
 export {
+  basicChallenge,
+  bearerChallenge,
+  type Action,
+  type AccessRequest,
+  type Authorize,
+  type AuthorizationResult,
+  type Challenge,
+} from './access';
+export {
   type StorageAdapter,
   type ContentInfo,
   type ListOptions,

@@ -1,5 +1,6 @@
 import { Router, type NextFunction, type Request, type Response } from 'express';
 import type { ServerResponse } from 'node:http';
+import { DEFAULT_CHALLENGE, enforceAccess, type AccessRequest, type Action, type Authorize, type Challenge } from './access';
 import type { MethodTable, RegistryRequest, ResolvedOptions, ResourceDispatcher, HttpMethod } from './context';
 import { RegistryError, sendError } from './errors';
 import { moduleLogger } from './log';
@@ -31,15 +32,44 @@ export interface RegistryOptions {
   maxManifestSize?: number;
   /** Least milliseconds between two `uploadProgress` events while one request body streams in. Default 500. */
   progressInterval?: number;
+  /**
+   * Access control: asked for every request, before any storage is touched, whether it may do
+   * the actions its endpoint needs (see the README's table). Default: everything is allowed.
+   */
+  authorize?: Authorize;
+  /** The `WWW-Authenticate` challenge of a 401. Default `Basic realm="registry"`. */
+  challenge?: Challenge;
+  /** Largest blob accepted, in bytes; a larger one is refused with 413 `SIZE_INVALID` while it streams. Default 16 GiB. */
+  maxBlobSize?: number;
+  /** Most upload sessions open at once in one repository; more get 429 `TOOMANYREQUESTS`. Default 1000. */
+  maxUploadsPerRepository?: number;
+  /**
+   * Milliseconds a request body may stall (no byte arriving while the registry waits for one)
+   * before the request is ended with 408 and its session freed. Default 60000.
+   */
+  bodyIdleTimeout?: number;
+  /**
+   * Removing upload sessions nobody finished: sessions older than `maxAge` milliseconds (default
+   * 7 days) are removed every `interval` milliseconds (default 24 h, plus up to 10% jitter).
+   * `false` schedules nothing; {@link RegistryRouter.purgeStaleUploads} still runs on demand.
+   */
+  uploadPurging?: { maxAge?: number; interval?: number } | false;
 }
 
-/** The router {@link createRegistryRouter} returns: an Express router with the registry's events and store. */
+/** The router {@link createRegistryRouter} returns: an Express router with the registry's events, store and maintenance calls. */
 export interface RegistryRouter extends Router {
   /** Typed events for every change: uploads, commits, mounts, deletions. See {@link RegistryEventMap}. */
   readonly events: RegistryEvents;
   /** The registry's data model over the storage adapter, for host code that stores blobs itself. */
   readonly store: RegistryStore;
+  /**
+   * Removes upload sessions started more than the purging `maxAge` ago (or `maxAge` given here)
+   * and resolves to their ids. Sessions with a request in flight are left alone.
+   */
+  purgeStaleUploads(maxAge?: number): Promise<string[]>;
 }
+
+const DAY = 24 * 60 * 60 * 1000;
 
 /** The default of {@link RegistryOptions.maxManifestSize}: the spec asks registries to accept at least 4 MiB. */
 export const DEFAULT_MAX_MANIFEST_SIZE = 4 * 1024 * 1024;
@@ -50,19 +80,55 @@ interface Route {
   params: string[];
   module: string;
   dispatcher: ResourceDispatcher;
+  /** The actions each method needs on the route's repository; a method absent here is not served. */
+  access: Partial<Record<HttpMethod, Action[]>>;
+  /** Further access a request needs beyond its own repository (a mount's source). */
+  extraAccess?: (query: URLSearchParams) => AccessRequest[];
 }
 
 // Repository names may contain slashes, so each pattern anchors on the path's fixed tail.
-const ROUTES: Route[] = [
-  { pattern: /^\/v2\/?$/, params: [], module: 'base', dispatcher: baseDispatcher },
-  // Before the repository routes: `_catalog` is not a repository name.
-  { pattern: /^\/v2\/_catalog$/, params: [], module: 'catalog', dispatcher: catalogDispatcher },
-  { pattern: /^\/v2\/(.+)\/blobs\/uploads\/?$/, params: ['name'], module: 'upload', dispatcher: uploadDispatcher },
-  { pattern: /^\/v2\/(.+)\/blobs\/uploads\/([^/]+)$/, params: ['name', 'uploadId'], module: 'upload', dispatcher: uploadDispatcher },
-  { pattern: /^\/v2\/(.+)\/blobs\/([^/]+)$/, params: ['name', 'digest'], module: 'blob', dispatcher: blobDispatcher },
-  { pattern: /^\/v2\/(.+)\/manifests\/([^/]+)$/, params: ['name', 'reference'], module: 'manifest', dispatcher: manifestDispatcher },
-  { pattern: /^\/v2\/(.+)\/tags\/list$/, params: ['name'], module: 'tags', dispatcher: tagsDispatcher },
-  { pattern: /^\/v2\/(.+)\/referrers\/([^/]+)$/, params: ['name', 'digest'], module: 'referrers', dispatcher: referrersDispatcher },
+// Pushing needs pull too, as in the reference registry: an upload can mount and probe blobs.
+const PULL: Action[] = ['pull'];
+const PUSH: Action[] = ['pull', 'push'];
+const DELETE: Action[] = ['delete'];
+export const ROUTES: Route[] = [
+  { pattern: /^\/v2\/?$/, params: [], module: 'base', dispatcher: baseDispatcher, access: { GET: [], HEAD: [] } },
+  // Before the repository routes: `_catalog` is not a repository name. It lists only what the caller may pull.
+  { pattern: /^\/v2\/_catalog$/, params: [], module: 'catalog', dispatcher: catalogDispatcher, access: { GET: [] } },
+  {
+    pattern: /^\/v2\/(.+)\/blobs\/uploads\/?$/,
+    params: ['name'],
+    module: 'upload',
+    dispatcher: uploadDispatcher,
+    access: { POST: PUSH },
+    extraAccess: (query) => {
+      const from = query.get('mount') !== null ? query.get('from') : null;
+      return from === null ? [] : [{ repository: validateName(from), actions: PULL }];
+    },
+  },
+  {
+    pattern: /^\/v2\/(.+)\/blobs\/uploads\/([^/]+)$/,
+    params: ['name', 'uploadId'],
+    module: 'upload',
+    dispatcher: uploadDispatcher,
+    access: { GET: PUSH, HEAD: PUSH, PATCH: PUSH, PUT: PUSH, DELETE: PUSH },
+  },
+  {
+    pattern: /^\/v2\/(.+)\/blobs\/([^/]+)$/,
+    params: ['name', 'digest'],
+    module: 'blob',
+    dispatcher: blobDispatcher,
+    access: { GET: PULL, HEAD: PULL, DELETE },
+  },
+  {
+    pattern: /^\/v2\/(.+)\/manifests\/([^/]+)$/,
+    params: ['name', 'reference'],
+    module: 'manifest',
+    dispatcher: manifestDispatcher,
+    access: { GET: PULL, HEAD: PULL, PUT: PUSH, DELETE },
+  },
+  { pattern: /^\/v2\/(.+)\/tags\/list$/, params: ['name'], module: 'tags', dispatcher: tagsDispatcher, access: { GET: PULL } },
+  { pattern: /^\/v2\/(.+)\/referrers\/([^/]+)$/, params: ['name', 'digest'], module: 'referrers', dispatcher: referrersDispatcher, access: { GET: PULL } },
 ];
 
 const loggers = new Map(ROUTES.map((route) => [route.module, moduleLogger(route.module)]));
@@ -82,25 +148,66 @@ const routerLog = moduleLogger('router')({});
 export function createRegistryRouter(options: RegistryOptions): RegistryRouter {
   const store = new RegistryStore(options.storage, { progressInterval: options.progressInterval });
   const resolved: ResolvedOptions = {
-    mountFromAnyRepository: options.mountFromAnyRepository ?? true,
+    // With access control on, a mount without `from` would bypass the pull check on the source.
+    mountFromAnyRepository: options.mountFromAnyRepository ?? !options.authorize,
     deleteEnabled: options.deleteEnabled ?? true,
     maxManifestSize: options.maxManifestSize ?? DEFAULT_MAX_MANIFEST_SIZE,
+    maxBlobSize: options.maxBlobSize ?? 16 * 1024 ** 3,
+    maxUploadsPerRepository: options.maxUploadsPerRepository ?? 1000,
+    bodyIdleTimeout: options.bodyIdleTimeout ?? 60_000,
+  };
+  const access: AccessControl | undefined = options.authorize && {
+    authorize: options.authorize,
+    challenge: options.challenge ?? DEFAULT_CHALLENGE,
   };
   const manifests = new ManifestStore(store);
-  const router = Router();
+  const purging = options.uploadPurging === false ? undefined : options.uploadPurging ?? {};
+  const maxAge = purging?.maxAge ?? 7 * DAY;
+  const router: RegistryRouter = Object.assign(Router(), {
+    events: store.events,
+    store,
+    purgeStaleUploads: (age = maxAge) => store.purgeStaleUploads(age),
+  });
   router.use((req: Request, res: Response, next: NextFunction) => {
     const path = req.path;
     if (path !== '/v2' && !path.startsWith('/v2/')) {
       next();
       return;
     }
-    void dispatch(req as unknown as RegistryRequest, res, store, manifests, resolved);
+    void dispatch(req as unknown as RegistryRequest, res, { store, manifests, options: resolved, access });
   });
-  return Object.assign(router, { events: store.events, store });
+  if (purging) schedulePurging(router, purging.interval ?? DAY);
+  return router;
 }
 
-async function dispatch(req: RegistryRequest, res: ServerResponse, store: RegistryStore, manifests: ManifestStore, options: ResolvedOptions): Promise<void> {
+interface AccessControl {
+  authorize: Authorize;
+  challenge: Challenge;
+}
+
+/** What every request of one router shares. */
+interface RouterState {
+  store: RegistryStore;
+  manifests: ManifestStore;
+  options: ResolvedOptions;
+  access: AccessControl | undefined;
+}
+
+/** Runs the purger every `interval` ms (plus up to 10% jitter) on a timer that never keeps the process alive. */
+function schedulePurging(router: RegistryRouter, interval: number): void {
+  const timer = setTimeout(function run() {
+    router.purgeStaleUploads().then(
+      (ids) => routerLog('purged %d stale upload sessions', ids.length),
+      (error: unknown) => routerLog('purging stale upload sessions failed: %O', error),
+    );
+    timer.refresh();
+  }, interval * (1 + Math.random() / 10));
+  timer.unref();
+}
+
+async function dispatch(req: RegistryRequest, res: ServerResponse, { store, manifests, options, access }: RouterState): Promise<void> {
   res.setHeader('Docker-Distribution-API-Version', 'registry/2.0');
+  let uploadInUse: string | undefined;
   try {
     const route = ROUTES.find((candidate) => candidate.pattern.test(req.path));
     if (!route) throw new RegistryError('NAME_UNKNOWN', `no registry endpoint at ${req.path.slice(0, 200)}`, { status: 404 });
@@ -110,13 +217,23 @@ async function dispatch(req: RegistryRequest, res: ServerResponse, store: Regist
     const repository = route.params[0] === 'name' ? validateName(values[0]) : '';
     const query = new URL(req.url ?? '/', 'http://registry.invalid').searchParams;
     const log = loggers.get(route.module)!({ repository: repository || undefined, upload: params.uploadId });
-    const table: MethodTable = route.dispatcher({ req, res, store, manifests, options, baseUrl: req.baseUrl, repository, params, query }, log);
-    const handler = table[req.method as HttpMethod];
-    if (!handler) {
+    const mayPull = async (name: string) => !access || (await access.authorize(req, { repository: name, actions: PULL })) === true;
+    const context = { req, res, store, manifests, options, baseUrl: req.baseUrl, repository, params, query, mayPull };
+    const table: MethodTable = route.dispatcher(context, log);
+    const method = req.method as HttpMethod;
+    const handler = table[method];
+    const actions = route.access[method];
+    if (!handler || !actions) {
       const allow = Object.keys(table).join(', ');
       throw new RegistryError('UNSUPPORTED', `${req.method} is not supported here; allowed: ${allow}`, { headers: { Allow: allow } });
     }
+    if (access) {
+      const requests = [{ repository, actions }, ...(route.extraAccess?.(query) ?? [])];
+      await enforceAccess(req, requests, access.authorize, access.challenge);
+    }
     log('%s %s', req.method, req.path);
+    uploadInUse = params.uploadId;
+    if (uploadInUse !== undefined) store.markInUse(uploadInUse);
     await handler();
   } catch (error) {
     if (!(error instanceof RegistryError)) routerLog('error on %s %s: %O', req.method, req.path, error);
@@ -126,6 +243,8 @@ async function dispatch(req: RegistryRequest, res: ServerResponse, store: Regist
       req.resume();
     }
     sendError(res, error);
+  } finally {
+    if (uploadInUse !== undefined) store.markDone(uploadInUse);
   }
 }
 

@@ -1,9 +1,9 @@
 import { randomUUID, type Hash } from 'node:crypto';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { createDigestHash, type Digest, type DigestAlgorithm } from './digest';
 import { RegistryError } from './errors';
 import { RegistryEvents } from './events';
-import { Meter } from './meter';
+import { Meter, type IdleLimit } from './meter';
 import { rangeError, type ByteRange } from './range';
 import { NotFoundError, pageNames, UploadConflictError, type ListOptions, type StorageAdapter } from './storage/adapter';
 
@@ -15,6 +15,18 @@ export interface UploadSession {
   repository: string;
   /** When the session started (ISO 8601), for purging stale sessions. */
   startedAt: string;
+}
+
+/** Limits on one append; see {@link RegistryStore.appendToUpload}. */
+export interface AppendOptions {
+  /** Bytes the chunk's `Content-Range` declares: a longer body fails with 416. */
+  declaredLength?: number;
+  /** Bytes the request says it carries (`Content-Length`), to refuse an oversized blob before reading it. */
+  announcedLength?: number;
+  /** Largest blob: a body that would grow the upload past it fails with 413 `SIZE_INVALID`. */
+  maxBlobSize?: number;
+  /** How long the body may stall, and the error then. */
+  idle?: IdleLimit;
 }
 
 /** A blob as a repository sees it. */
@@ -75,6 +87,12 @@ export class RegistryStore {
   /** Every change the store makes is announced here, from this class only. */
   readonly events: RegistryEvents;
   private readonly progressInterval: number;
+  /** Sessions with requests in flight in this process, with how many. */
+  private readonly inUse = new Map<string, number>();
+  /** Sessions the purger is removing: requests that arrive meanwhile find them gone. */
+  private readonly purging = new Set<string>();
+  /** Session records seen, by id (records never change), so counting sessions reads each once. */
+  private readonly knownSessions = new Map<string, UploadSession>();
 
   constructor(
     readonly adapter: StorageAdapter,
@@ -84,11 +102,19 @@ export class RegistryStore {
     this.progressInterval = options.progressInterval ?? 500;
   }
 
-  /** Starts an upload session in `repository`. */
-  async startUpload(repository: string): Promise<UploadSession> {
+  /**
+   * Starts an upload session in `repository`; with `maxOpen`, fails with 429 `TOOMANYREQUESTS`
+   * when the repository already has that many. Concurrent starts may each see the count below
+   * the limit, so the limit can be overshot by the number of starts racing.
+   */
+  async startUpload(repository: string, maxOpen = Number.POSITIVE_INFINITY): Promise<UploadSession> {
+    if (Number.isFinite(maxOpen) && (await this.countUploads(repository)) >= maxOpen) {
+      throw new RegistryError('TOOMANYREQUESTS', `${repository} already has ${maxOpen} open upload sessions; finish or cancel some first`);
+    }
     const session: UploadSession = { id: randomUUID(), repository, startedAt: new Date().toISOString() };
     // The record goes first: a session whose bytes exist always has a record to purge it by.
     await this.adapter.putDocument(uploadRecordKey(session.id), Buffer.from(JSON.stringify(session)));
+    this.knownSessions.set(session.id, session);
     await this.adapter.createUpload(session.id);
     this.runningHashes.set(session.id, { hash: createDigestHash('sha256'), size: 0 });
     this.events.notify('uploadStarted', { repository, uploadId: session.id });
@@ -97,8 +123,7 @@ export class RegistryStore {
 
   /** The session `id`, which must belong to `repository`; else `BLOB_UPLOAD_UNKNOWN`. */
   async findUpload(repository: string, id: string): Promise<UploadSession> {
-    const record = UPLOAD_ID.test(id) ? await this.adapter.getDocument(uploadRecordKey(id)) : undefined;
-    const session = record && (JSON.parse(record.toString('utf8')) as UploadSession);
+    const session = UPLOAD_ID.test(id) && !this.purging.has(id) ? await this.readSession(id) : undefined;
     if (!session || session.repository !== repository) {
       throw new RegistryError('BLOB_UPLOAD_UNKNOWN', `upload ${id.slice(0, 80)} is not known in ${repository}`);
     }
@@ -113,24 +138,30 @@ export class RegistryStore {
   }
 
   /**
-   * Appends `body` to a session stored at `expectedSize` bytes and resolves to the new size.
-   * With `maxBytes`, a body longer than that fails with a 416. A concurrent writer or a stale
-   * offset fails with a 416 that reports the stored size.
+   * Appends `body` to a session stored at `expectedSize` bytes and resolves to the new size,
+   * within the limits of `options`. A concurrent writer or a stale offset fails with a 416 that
+   * reports the stored size.
    */
-  async appendToUpload(session: UploadSession, expectedSize: number, body: Readable, maxBytes?: number): Promise<number> {
+  async appendToUpload(session: UploadSession, expectedSize: number, body: Readable, options: AppendOptions = {}): Promise<number> {
+    const { declaredLength, maxBlobSize = Number.POSITIVE_INFINITY, idle } = options;
+    const tooLarge = () => new RegistryError('SIZE_INVALID', `blobs are limited to ${maxBlobSize} bytes on this registry`, { status: 413 });
+    const announced = declaredLength ?? options.announcedLength;
+    if (announced !== undefined && expectedSize + announced > maxBlobSize) throw tooLarge();
     const running = this.claimRunningHash(session.id, expectedSize);
     let lastProgress = Number.NEGATIVE_INFINITY;
-    const meter = new Meter(
-      running,
-      maxBytes,
-      () => rangeError(expectedSize, `the body is longer than the ${maxBytes} bytes its Content-Range declares`),
-      (bytes) => {
+    const meterOptions = {
+      idle,
+      onBytes: (bytes: number) => {
         const now = Date.now();
         if (now - lastProgress < this.progressInterval) return;
         lastProgress = now;
         this.events.notify('uploadProgress', { repository: session.repository, uploadId: session.id, bytes: expectedSize + bytes });
       },
-    );
+    };
+    const meter =
+      declaredLength === undefined
+        ? new Meter(running, maxBlobSize - expectedSize, tooLarge, meterOptions)
+        : new Meter(running, declaredLength, () => rangeError(expectedSize, `the body is longer than the ${declaredLength} bytes its Content-Range declares`), meterOptions);
     body.once('error', (error) => meter.destroy(error));
     body.pipe(meter);
     try {
@@ -164,6 +195,7 @@ export class RegistryStore {
     this.runningHashes.delete(session.id);
     await this.linkBlob(session.repository, digest, size);
     await this.adapter.deleteDocument(uploadRecordKey(session.id));
+    this.knownSessions.delete(session.id);
     this.events.notify('blobCommitted', { repository: session.repository, uploadId: session.id, digest: digest.value, size });
     return { size };
   }
@@ -178,6 +210,44 @@ export class RegistryStore {
   async expireUpload(session: UploadSession): Promise<void> {
     const size = await this.dropUpload(session);
     this.events.notify('uploadExpired', { repository: session.repository, uploadId: session.id, size });
+  }
+
+  /** Notes that a request to session `id` is in flight, so the purger leaves the session alone. */
+  markInUse(id: string): void {
+    this.inUse.set(id, (this.inUse.get(id) ?? 0) + 1);
+  }
+
+  /** Notes that a request noted by {@link markInUse} has ended. */
+  markDone(id: string): void {
+    const count = (this.inUse.get(id) ?? 1) - 1;
+    if (count > 0) this.inUse.set(id, count);
+    else this.inUse.delete(id);
+  }
+
+  /**
+   * Removes sessions started more than `maxAge` ms ago and resolves to their ids. A session with
+   * a request in flight in this process is skipped, and so is one another process is appending
+   * to or committing (its conditional append is busy). A request to another process that begins
+   * after that check finds the session gone (404) and never publishes anything unverified.
+   */
+  async purgeStaleUploads(maxAge: number): Promise<string[]> {
+    const cutoff = Date.now() - maxAge;
+    const purged: string[] = [];
+    for (const id of await this.listSessionIds()) {
+      const session = await this.readSession(id);
+      if (!session || !(Date.parse(session.startedAt) <= cutoff) || this.inUse.has(id)) continue;
+      if (await this.isBusyElsewhere(id)) continue;
+      // Checked and claimed in one synchronous step: a request arriving from here on finds it gone.
+      if (this.inUse.has(id) || this.purging.has(id)) continue;
+      this.purging.add(id);
+      try {
+        await this.expireUpload(session);
+        purged.push(id);
+      } finally {
+        this.purging.delete(id);
+      }
+    }
+    return purged;
   }
 
   /** Makes a blob visible in `repository`. */
@@ -251,7 +321,49 @@ export class RegistryStore {
     const size = (await this.adapter.uploadSize(session.id)) ?? 0;
     await this.adapter.deleteUpload(session.id);
     await this.adapter.deleteDocument(uploadRecordKey(session.id));
+    this.knownSessions.delete(session.id);
     return size;
+  }
+
+  /** How many sessions are open in `repository`, across every process sharing the storage. */
+  private async countUploads(repository: string): Promise<number> {
+    const ids = await this.listSessionIds();
+    let count = 0;
+    for (const id of ids) if ((await this.readSession(id))?.repository === repository) count++;
+    return count;
+  }
+
+  /** The ids of all sessions in the storage; forgets the records of sessions that are gone. */
+  private async listSessionIds(): Promise<string[]> {
+    const ids = await this.adapter.listDocuments(uploadRecordKey(''));
+    const listed = new Set(ids);
+    for (const id of this.knownSessions.keys()) if (!listed.has(id)) this.knownSessions.delete(id);
+    return ids;
+  }
+
+  /** A session's record, from memory when seen before. */
+  private async readSession(id: string): Promise<UploadSession | undefined> {
+    const known = this.knownSessions.get(id);
+    if (known) return known;
+    const record = await this.adapter.getDocument(uploadRecordKey(id));
+    if (!record) return undefined;
+    const session = JSON.parse(record.toString('utf8')) as UploadSession;
+    this.knownSessions.set(id, session);
+    return session;
+  }
+
+  /** Whether another process holds the upload for an append or commit: a zero-byte conditional append then fails. */
+  private async isBusyElsewhere(id: string): Promise<boolean> {
+    const size = await this.adapter.uploadSize(id);
+    if (size === undefined) return false;
+    try {
+      await this.adapter.appendUpload(id, size, Readable.from([]));
+      return false;
+    } catch (error) {
+      if (error instanceof UploadConflictError) return true;
+      if (error instanceof NotFoundError) return false;
+      throw error;
+    }
   }
 
   /** Takes the session's running hash if it covers exactly `size` bytes, so no other request can feed it. */

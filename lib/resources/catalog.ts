@@ -1,12 +1,21 @@
 import { sendJson, type ResourceDispatcher } from '../context';
 import { finishPage, pageListOptions, parsePageRequest } from '../paging';
 
-/** `/v2/_catalog`: every repository that holds something, in lexical order, paged by `n` and `last`. */
-export const catalogDispatcher: ResourceDispatcher = ({ store, query, res, baseUrl }, log) => ({
+/**
+ * `/v2/_catalog`: every repository that holds something and that the caller may pull, in
+ * lexical order, paged by `n` and `last`.
+ */
+export const catalogDispatcher: ResourceDispatcher = ({ store, query, res, baseUrl, mayPull }, log) => ({
   GET: async () => {
     const page = parsePageRequest(query);
-    const listed = await store.listRepositories(pageListOptions(page));
-    const { names, headers } = finishPage(listed, page, `${baseUrl}/v2/_catalog`);
+    const { after, limit } = pageListOptions(page);
+    // Filter before paging, so a page holds `n` names the caller may see whenever that many exist.
+    const visible: string[] = [];
+    for (const name of await store.listRepositories({ after })) {
+      if (limit !== undefined && visible.length >= limit) break;
+      if (await mayPull(name)) visible.push(name);
+    }
+    const { names, headers } = finishPage(visible, page, `${baseUrl}/v2/_catalog`);
     log('listed %d repositories', names.length);
     sendJson(res, 200, { repositories: names }, headers);
   },

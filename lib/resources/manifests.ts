@@ -1,4 +1,4 @@
-import { requestBody, requireDeleteEnabled, sendEmpty, type RequestContext, type ResourceDispatcher } from '../context';
+import { bodyIdleLimit, requestBody, requireDeleteEnabled, sendEmpty, type RequestContext, type ResourceDispatcher } from '../context';
 import { RegistryError } from '../errors';
 import type { Log } from '../log';
 import { parseReference, type ManifestReference } from '../manifest';
@@ -59,7 +59,7 @@ class ManifestHandler {
     const limit = options.maxManifestSize;
     const tooLarge = () => new RegistryError('MANIFEST_INVALID', `manifests are limited to ${limit} bytes`, { status: 413 });
     if (Number(req.headers['content-length'] ?? 0) > limit) throw tooLarge();
-    const meter = new Meter(undefined, limit, tooLarge);
+    const meter = new Meter(undefined, limit, tooLarge, { idle: bodyIdleLimit(options.bodyIdleTimeout, 'MANIFEST_INVALID') });
     const body = requestBody(req);
     body.once('error', (error) => meter.destroy(error));
     body.pipe(meter);

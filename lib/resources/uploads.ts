@@ -1,4 +1,4 @@
-import { hasBody, requestBody, sendEmpty, type RequestContext, type ResourceDispatcher } from '../context';
+import { bodyIdleLimit, hasBody, requestBody, sendEmpty, type RequestContext, type ResourceDispatcher } from '../context';
 import { parseDigest, type Digest } from '../digest';
 import type { Log } from '../log';
 import { validateName } from '../names';
@@ -29,7 +29,7 @@ class UploadHandler {
       }
     }
     const monolithicDigest = mount === null && query.has('digest') ? parseDigest(query.get('digest')) : undefined;
-    const session = await store.startUpload(repository);
+    const session = await store.startUpload(repository, options.maxUploadsPerRepository);
     this.log('started upload %s', session.id);
     if (monolithicDigest) {
       try {
@@ -90,9 +90,10 @@ class UploadHandler {
    * stored size and agree with Content-Length; without one the body is appended as it streams.
    */
   private async appendBody(session: UploadSession): Promise<number> {
-    const { req, store } = this.context;
+    const { req, store, options } = this.context;
     const size = await store.uploadSize(session);
     const contentRange = req.headers['content-range'];
+    const contentLength = req.headers['content-length'];
     let declaredLength: number | undefined;
     if (contentRange !== undefined) {
       const range = parseChunkRange(contentRange, size);
@@ -100,12 +101,16 @@ class UploadHandler {
       if (range.start !== size) {
         throw rangeError(size, `the chunk starts at ${range.start}, but ${size} bytes are stored`);
       }
-      const contentLength = req.headers['content-length'];
       if (contentLength !== undefined && Number(contentLength) !== declaredLength) {
         throw rangeError(size, `Content-Length ${contentLength} does not match Content-Range ${contentRange}`);
       }
     }
-    const newSize = await store.appendToUpload(session, size, requestBody(req), declaredLength);
+    const newSize = await store.appendToUpload(session, size, requestBody(req), {
+      declaredLength,
+      announcedLength: contentLength === undefined ? undefined : Number(contentLength),
+      maxBlobSize: options.maxBlobSize,
+      idle: bodyIdleLimit(options.bodyIdleTimeout, 'BLOB_UPLOAD_INVALID'),
+    });
     if (declaredLength !== undefined && newSize - size !== declaredLength) {
       throw rangeError(newSize, `the chunk declared ${declaredLength} bytes but ${newSize - size} arrived`);
     }

@@ -1,0 +1,75 @@
+import type { IncomingMessage } from 'node:http';
+import { RegistryError } from './errors';
+
+/** What a request may do to a repository. */
+export type Action = 'pull' | 'push' | 'delete';
+
+/**
+ * One question put to {@link Authorize}: may this request do `actions` on `repository`? The
+ * registry root (`/v2/`) and the catalog ask with `repository: ''` and no actions: "may this
+ * caller use the registry at all".
+ */
+export interface AccessRequest {
+  repository: string;
+  actions: Action[];
+}
+
+/**
+ * The answer of {@link Authorize}: `true` allows; `'unauthenticated'` answers 401 `UNAUTHORIZED`
+ * with the challenge; `'forbidden'` answers 403 `DENIED`; `false` is 401 when the request carries
+ * no `Authorization` header and 403 when it does.
+ */
+export type AuthorizationResult = boolean | 'unauthenticated' | 'forbidden';
+
+/** Decides whether a request may do what it asks; called before any storage is touched. */
+export type Authorize = (req: IncomingMessage, access: AccessRequest) => AuthorizationResult | Promise<AuthorizationResult>;
+
+/**
+ * The `WWW-Authenticate` value sent with a 401: a fixed string, or built from what the request
+ * asked for (as the Bearer token-service challenge needs for its `scope`).
+ */
+export type Challenge = string | ((req: IncomingMessage, access: AccessRequest[]) => string);
+
+/** A Basic challenge: browsers and `docker login` prompt for a user name and password. */
+export function basicChallenge(realm: string): string {
+  return `Basic realm=${quote(realm)}`;
+}
+
+/**
+ * The Bearer challenge of the token-service flow docker, podman and skopeo follow: the client
+ * asks `realm` for a token for `service` and `scope`, then retries with `Authorization: Bearer`.
+ */
+export function bearerChallenge(options: { realm: string; service: string }): Challenge {
+  return (_req, access) => {
+    const scopes = access
+      .map(({ repository, actions }) => (repository ? `repository:${repository}:${actions.join(',')}` : ''))
+      .filter(Boolean)
+      .join(' ');
+    const parts = [`realm=${quote(options.realm)}`, `service=${quote(options.service)}`];
+    if (scopes) parts.push(`scope=${quote(scopes)}`);
+    return `Bearer ${parts.join(',')}`;
+  };
+}
+
+/** The default challenge when the host gives none. */
+export const DEFAULT_CHALLENGE = basicChallenge('registry');
+
+/**
+ * Asks `authorize` about each of `requests` in turn and throws `UNAUTHORIZED` (with the
+ * challenge) or `DENIED` at the first refusal.
+ */
+export async function enforceAccess(req: IncomingMessage, requests: AccessRequest[], authorize: Authorize, challenge: Challenge): Promise<void> {
+  for (const access of requests) {
+    const result = await authorize(req, access);
+    if (result === true) continue;
+    const what = access.repository ? `${access.actions.join(',') || 'access'} on ${access.repository}` : 'access to the registry';
+    const authenticated = result === 'forbidden' || (result !== 'unauthenticated' && req.headers.authorization !== undefined);
+    if (authenticated) throw new RegistryError('DENIED', `${what} is denied`);
+    const header = typeof challenge === 'string' ? challenge : challenge(req, requests);
+    throw new RegistryError('UNAUTHORIZED', `authentication is required for ${what}`, { headers: { 'WWW-Authenticate': header } });
+  }
+}
+
+function quote(value: string): string {
+  return `"${value.replace(/["\\]/g, '\\$&')}"`;
+}

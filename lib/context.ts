@@ -34,6 +34,7 @@ export interface RequestContext {
   req: RegistryRequest;
   res: ServerResponse;
   store: RegistryStore;
+  /** Manifests, tags and referrers over the same storage. */
   manifests: ManifestStore;
   options: ResolvedOptions;
   /** Where the router is mounted (`''` or e.g. `/r`), for building `Location` URLs. */

@@ -327,6 +327,14 @@ describe('manifest PUT validation', () => {
     await agent.head('/v2/team/other/manifests/v1').expect(404);
   });
 
+  it('other methods get 405 with Allow, whatever the reference', async () => {
+    for (const reference of ['v1', '-not-a-tag']) {
+      const res = await agent.post(`/v2/team/app/manifests/${reference}`).expect(405);
+      expect(res.headers.allow).toBe('GET, HEAD, PUT, DELETE');
+      expect(res.body.errors[0].code).toBe('UNSUPPORTED');
+    }
+  });
+
   it('Location carries the mount prefix', async () => {
     const prefixed = supertest(makeApp(new MemoryStorage(), { prefix: '/registry' }));
     const image = makeImage('prefix');

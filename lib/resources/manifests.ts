@@ -6,20 +6,22 @@ import { Meter } from '../meter';
 
 /** One request against `/v2/<name>/manifests/<reference>`, the reference being a tag or a digest. */
 class ManifestHandler {
-  private readonly reference: ManifestReference;
-
   constructor(
     private readonly context: RequestContext,
     private readonly log: Log,
-  ) {
-    this.reference = parseReference(context.params.reference);
+  ) {}
+
+  /** The tag or digest in the path, parsed when a handler runs so that other methods get their 405. */
+  private get reference(): ManifestReference {
+    return parseReference(this.context.params.reference);
   }
 
   /** GET/HEAD: the manifest's exact bytes, typed as it was pushed. */
   async fetch(withBody: boolean): Promise<void> {
     const { manifests, repository, res } = this.context;
-    const manifest = await manifests.resolve(repository, this.reference);
-    if (!manifest) throw this.unknown();
+    const reference = this.reference;
+    const manifest = await manifests.resolve(repository, reference);
+    if (!manifest) throw unknown(reference, repository);
     const body = withBody ? await manifests.read(manifest) : undefined;
     res.statusCode = 200;
     res.setHeader('Content-Type', manifest.mediaType);
@@ -32,9 +34,10 @@ class ManifestHandler {
   /** PUT: validate and store a manifest, moving the tag when the reference is one. */
   async put(): Promise<void> {
     const { manifests, repository, req, res, baseUrl } = this.context;
+    const reference = this.reference;
     const body = await this.readBody();
-    const { digest, manifest } = await manifests.put(repository, this.reference, body, req.headers['content-type']);
-    this.log('stored %s as %s (%d bytes)%s', manifest.mediaType, digest.value, body.length, this.reference.tag ? ` tagged ${this.reference.tag}` : '');
+    const { digest, manifest } = await manifests.put(repository, reference, body, req.headers['content-type']);
+    this.log('stored %s as %s (%d bytes)%s', manifest.mediaType, digest.value, body.length, reference.tag ? ` tagged ${reference.tag}` : '');
     sendEmpty(res, 201, {
       Location: `${baseUrl}/v2/${repository}/manifests/${digest.value}`,
       'Docker-Content-Digest': digest.value,
@@ -46,9 +49,10 @@ class ManifestHandler {
   async delete(): Promise<void> {
     const { manifests, repository, options, res } = this.context;
     requireDeleteEnabled(options);
-    const { tag, digest } = this.reference;
+    const reference = this.reference;
+    const { tag, digest } = reference;
     const deleted = tag !== undefined ? await manifests.deleteTag(repository, tag) : await manifests.delete(repository, digest);
-    if (!deleted) throw this.unknown();
+    if (!deleted) throw unknown(reference, repository);
     this.log('deleted %s', tag ?? digest.value);
     sendEmpty(res, 202);
   }
@@ -67,11 +71,10 @@ class ManifestHandler {
     for await (const chunk of meter) chunks.push(chunk as Buffer);
     return Buffer.concat(chunks);
   }
+}
 
-  private unknown(): RegistryError {
-    const { tag, digest } = this.reference;
-    return new RegistryError('MANIFEST_UNKNOWN', `${tag !== undefined ? `tag ${tag}` : digest.value} is not in ${this.context.repository}`);
-  }
+function unknown({ tag, digest }: ManifestReference, repository: string): RegistryError {
+  return new RegistryError('MANIFEST_UNKNOWN', `${tag !== undefined ? `tag ${tag}` : digest.value} is not in ${repository}`);
 }
 
 /** The manifest dispatcher: `/v2/<name>/manifests/<reference>`. */

@@ -40,6 +40,36 @@ export interface BlobDeletedEvent {
   digest: string;
 }
 
+/** A manifest stored in a repository, by digest and (when pushed by tag) under a tag. */
+export interface ManifestPushedEvent {
+  repository: string;
+  digest: string;
+  size: number;
+  mediaType: string;
+  /** The tag it was pushed to; undefined for a push by digest. */
+  tag?: string;
+  /** The artifact type (`artifactType`, else an image's config media type), when it has one. */
+  artifactType?: string;
+  /** The digest of the manifest it refers to, for a referrer. */
+  subject?: string;
+}
+
+/** A manifest removed from a repository, together with the tags that named it. */
+export interface ManifestDeletedEvent {
+  repository: string;
+  digest: string;
+  /** The tags deleted with it. */
+  tags: string[];
+}
+
+/** A tag removed; the manifest it named stays. */
+export interface TagDeletedEvent {
+  repository: string;
+  tag: string;
+  /** The manifest the tag named. */
+  digest: string;
+}
+
 /**
  * Every event the registry emits, by name, with its listener's arguments. Listeners run
  * synchronously after the change is stored; one that throws is logged under
@@ -60,6 +90,12 @@ export interface RegistryEventMap {
   uploadExpired: [UploadEndedEvent];
   /** A blob was deleted from a repository. */
   blobDeleted: [BlobDeletedEvent];
+  /** A manifest was stored (pushed by tag or by digest). */
+  manifestPushed: [ManifestPushedEvent];
+  /** A manifest was deleted by digest, with its tags. */
+  manifestDeleted: [ManifestDeletedEvent];
+  /** A tag was deleted. */
+  tagDeleted: [TagDeletedEvent];
 }
 
 /** The name of a registry event. */

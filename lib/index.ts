@@ -16,6 +16,9 @@ export {
   type BlobCommittedEvent,
   type BlobMountedEvent,
   type BlobDeletedEvent,
+  type ManifestPushedEvent,
+  type ManifestDeletedEvent,
+  type TagDeletedEvent,
 } from './events';
 export {
   basicChallenge,
@@ -41,3 +44,10 @@ export { RegistryError, ERROR_CODES, type ErrorCode } from './errors';
 export { parseDigest, SUPPORTED_ALGORITHMS, type Digest, type DigestAlgorithm } from './digest';
 export type { ByteRange } from './range';
 export type { UploadSession, BlobInfo, RegistryStore, RegistryStoreOptions } from './store';
+export {
+  multerStorage,
+  type MulterStorageOptions,
+  type MulterFileStream,
+  type RegistryFileInfo,
+  type RegistryStorageEngine,
+} from './multer-storage';

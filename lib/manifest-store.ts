@@ -81,6 +81,15 @@ export class ManifestStore {
       await adapter.putDocument(tagKey(repository, reference.tag), toJson({ digest: digest.value }));
     }
     await this.store.registerRepository(repository);
+    this.store.events.notify('manifestPushed', {
+      repository,
+      digest: digest.value,
+      size: body.length,
+      mediaType: manifest.mediaType,
+      tag: reference.tag,
+      artifactType: manifest.artifactType,
+      subject: manifest.subject?.value,
+    });
     return { digest, manifest };
   }
 
@@ -105,21 +114,27 @@ export class ManifestStore {
     if (!manifest) return false;
     const adapter = this.store.adapter;
     const candidates = digestTagsPrefix(repository, digest);
+    const tags: string[] = [];
     for (const tag of await adapter.listDocuments(candidates)) {
       const target = await this.tagTarget(repository, tag);
-      if (target?.value === digest.value) await adapter.deleteDocument(tagKey(repository, tag));
+      if (target?.value === digest.value) {
+        await adapter.deleteDocument(tagKey(repository, tag));
+        tags.push(tag);
+      }
       await adapter.deleteDocument(candidates + tag);
     }
     if (manifest.subject) await adapter.deleteDocument(referrerKey(repository, parseDigest(manifest.subject), digest));
     await adapter.deleteDocument(manifestLinkKey(repository, digest));
+    this.store.events.notify('manifestDeleted', { repository, digest: digest.value, tags });
     return true;
   }
 
   /** Removes a tag, leaving the manifest; false when there was no such tag. */
   async deleteTag(repository: string, tag: string): Promise<boolean> {
-    const key = tagKey(repository, tag);
-    if (!(await this.store.adapter.getDocument(key))) return false;
-    await this.store.adapter.deleteDocument(key);
+    const target = await this.tagTarget(repository, tag);
+    if (!target) return false;
+    await this.store.adapter.deleteDocument(tagKey(repository, tag));
+    this.store.events.notify('tagDeleted', { repository, tag, digest: target.value });
     return true;
   }
 

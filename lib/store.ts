@@ -1,6 +1,6 @@
 import { randomUUID, type Hash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { createDigestHash, type Digest, type DigestAlgorithm } from './digest';
+import { createDigestHash, parseDigest, type Digest, type DigestAlgorithm } from './digest';
 import { RegistryError } from './errors';
 import { RegistryEvents } from './events';
 import { Meter, type IdleLimit } from './meter';
@@ -198,6 +198,19 @@ export class RegistryStore {
     this.knownSessions.delete(session.id);
     this.events.notify('blobCommitted', { repository: session.repository, uploadId: session.id, digest: digest.value, size });
     return { size };
+  }
+
+  /**
+   * Completes a session under the sha256 of the bytes it holds, for uploads whose digest nobody
+   * knows beforehand (form files). The digest comes from the running hash, so the bytes are not
+   * read again. Resolves to the digest, the size, and whether the repository already had the blob.
+   */
+  async completeUploadAsStored(session: UploadSession): Promise<BlobInfo & { digest: Digest; alreadyLinked: boolean }> {
+    const size = await this.uploadSize(session);
+    const digest = parseDigest(`sha256:${await this.hashUpload(session.id, size, 'sha256')}`);
+    const alreadyLinked = (await this.blobInfo(session.repository, digest)) !== undefined;
+    await this.completeUpload(session, digest);
+    return { digest, size, alreadyLinked };
   }
 
   /** Ends a session at the client's request (or a failed one-request upload) and drops its bytes. */

@@ -11,6 +11,9 @@ const EVENT_NAMES: RegistryEventName[] = [
   'uploadCancelled',
   'uploadExpired',
   'blobDeleted',
+  'manifestPushed',
+  'manifestDeleted',
+  'tagDeleted',
 ];
 
 describe('registry events', () => {
@@ -115,5 +118,37 @@ describe('registry events', () => {
     await agent.post(`/v2/events/app/blobs/uploads/?digest=${sha256(data)}`).set('Content-Type', 'application/octet-stream').send(data).expect(201);
     const blob = await agent.get(`/v2/events/app/blobs/${sha256(data)}`).buffer(true).expect(200);
     expect(Buffer.compare(blob.body, data)).toBe(0);
+  });
+
+  it('announces manifest pushes and deletions with repository, digest, tag and size', async () => {
+    const agent = supertest(setUp());
+    const config = Buffer.from('{}');
+    const layer = bytes(321, 3);
+    for (const blob of [config, layer]) {
+      await agent.post(`/v2/events/art/blobs/uploads/?digest=${sha256(blob)}`).set('Content-Type', 'application/octet-stream').send(blob).expect(201);
+    }
+    const manifest = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        artifactType: 'application/vnd.example.events',
+        config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: sha256(config), size: config.length },
+        layers: [{ mediaType: 'application/octet-stream', digest: sha256(layer), size: layer.length }],
+      }),
+    );
+    const type = 'application/vnd.oci.image.manifest.v1+json';
+    // As text: superagent would re-serialize a Buffer under a +json type.
+    await agent.put('/v2/events/art/manifests/v1').set('Content-Type', type).send(manifest.toString()).expect(201);
+    await agent.put('/v2/events/art/manifests/v2').set('Content-Type', type).send(manifest.toString()).expect(201);
+    await agent.delete('/v2/events/art/manifests/v1').expect(202);
+    await agent.delete(`/v2/events/art/manifests/${sha256(manifest)}`).expect(202);
+
+    const pushed = { repository: 'events/art', digest: sha256(manifest), size: manifest.length, mediaType: type, artifactType: 'application/vnd.example.events' };
+    expect(named('manifestPushed')).toEqual([
+      { ...pushed, tag: 'v1' },
+      { ...pushed, tag: 'v2' },
+    ]);
+    expect(named('tagDeleted')).toEqual([{ repository: 'events/art', tag: 'v1', digest: sha256(manifest) }]);
+    expect(named('manifestDeleted')).toEqual([{ repository: 'events/art', digest: sha256(manifest), tags: ['v2'] }]);
   });
 });

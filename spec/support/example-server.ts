@@ -1,0 +1,72 @@
+import { execFile, spawn } from 'node:child_process';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+const projectRoot = resolve(__dirname, '../..');
+
+/** The example server (`examples/server.ts`) running as a child process. */
+export interface ExampleServer {
+  /** `http://127.0.0.1:<port>` */
+  url: string;
+  /** The server's last log lines (stdout and its `debug` output), for failure messages. */
+  logTail(): string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Compiles the project with its own tsconfig into a fresh directory under
+ * `node_modules/.cache/` (so `express` and `debug` resolve from the project's `node_modules`,
+ * and neither `dist/` nor a concurrent run is touched). Resolves to the directory, which the
+ * caller removes.
+ */
+export async function buildExampleServer(): Promise<string> {
+  const cacheDir = join(projectRoot, 'node_modules', '.cache');
+  await mkdir(cacheDir, { recursive: true });
+  const outDir = await mkdtemp(join(cacheDir, 'e2e-build-'));
+  const tsc = require.resolve('typescript/bin/tsc');
+  try {
+    await run(process.execPath, [tsc, '-p', join(projectRoot, 'tsconfig.json'), '--outDir', outDir, '--declaration', 'false', '--sourceMap', 'false']);
+  } catch (error) {
+    await rm(outDir, { recursive: true, force: true });
+    const { stdout, stderr } = error as { stdout?: string; stderr?: string };
+    throw new Error(`compiling the example server failed:\n${stdout ?? ''}${stderr ?? ''}`);
+  }
+  return outDir;
+}
+
+/**
+ * Starts `examples/server.js` from `buildDir` on a free port (PORT=0) with its data in `dataDir`
+ * and every `debug` namespace of the registry on.
+ */
+export function startExampleServer(buildDir: string, dataDir: string): Promise<ExampleServer> {
+  const child = spawn(process.execPath, [join(buildDir, 'examples', 'server.js')], {
+    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, DEBUG: 'express-oci-registry:*', DEBUG_COLORS: 'no' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: string[] = [];
+  const keep = (chunk: Buffer) => {
+    lines.push(...chunk.toString('utf8').trimEnd().split('\n'));
+    lines.splice(0, Math.max(0, lines.length - 200));
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  const exited = new Promise<void>((resolveExit) => child.once('exit', () => resolveExit()));
+  const logTail = () => lines.slice(-40).join('\n');
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    await exited;
+  };
+  return new Promise((resolveStart, rejectStart) => {
+    const onOutput = (chunk: Buffer) => {
+      const match = /listening on (http:\/\/[^\s]+)/.exec(chunk.toString('utf8'));
+      if (!match) return;
+      child.stdout.off('data', onOutput);
+      resolveStart({ url: match[1], logTail, stop });
+    };
+    child.stdout.on('data', onOutput);
+    child.once('exit', (code, signal) => rejectStart(new Error(`the example server exited (${code ?? signal}) before listening:\n${logTail()}`)));
+    child.once('error', rejectStart);
+  });
+}

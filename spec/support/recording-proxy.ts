@@ -1,0 +1,48 @@
+import http from 'node:http';
+import { listen } from './http';
+
+/** One request that went through a {@link RecordingProxy}. */
+export interface ProxiedRequest {
+  method: string;
+  /** Path and query as the client sent them. */
+  url: string;
+  /** The upstream's status; 0 until it answers. */
+  status: number;
+  /** Request body bytes the client sent. */
+  bodyBytes: number;
+}
+
+/** A transparent HTTP proxy in front of one upstream server that records every request. */
+export interface RecordingProxy {
+  /** `http://127.0.0.1:<port>` */
+  url: string;
+  /** `127.0.0.1:<port>`, the registry host clients are given. */
+  host: string;
+  requests: ProxiedRequest[];
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a proxy that forwards every request to `upstream` unchanged (Host included, so relative
+ * and absolute `Location`s keep the client on the proxy) and records what the client sent. It
+ * shows what went over the wire without relying on the server's own logs.
+ */
+export async function startRecordingProxy(upstream: URL): Promise<RecordingProxy> {
+  const requests: ProxiedRequest[] = [];
+  const server = await listen((req, res) => {
+    const record: ProxiedRequest = { method: req.method ?? '', url: req.url ?? '', status: 0, bodyBytes: 0 };
+    requests.push(record);
+    req.on('data', (chunk: Buffer) => (record.bodyBytes += chunk.length));
+    const forwarded = http.request(
+      { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers, agent: false },
+      (upstreamRes) => {
+        record.status = upstreamRes.statusCode ?? 0;
+        res.writeHead(record.status, upstreamRes.headers);
+        upstreamRes.pipe(res);
+      },
+    );
+    forwarded.on('error', () => res.destroy());
+    req.pipe(forwarded);
+  });
+  return { url: server.url, host: `127.0.0.1:${server.port}`, requests, close: server.close };
+}

@@ -8,6 +8,10 @@ import express from 'express';
 import { resolve } from 'node:path';
 import { createRegistryRouter, FileSystemStorage } from '../lib';
 
+// Every fsync and file operation holds one of libuv's threads (4 by default) until it returns, so
+// with many concurrent uploads they would queue behind each other. Must be set before the first one.
+process.env.UV_THREADPOOL_SIZE ??= '32';
+
 const port = Number(process.env.PORT ?? 5000);
 const host = process.env.HOST ?? '127.0.0.1';
 const root = resolve(process.env.DATA_DIR ?? 'registry-data');

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { link, mkdir, open, readFile, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, open, readFile, readdir, readlink, rename, rm, rmdir, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import { once } from 'node:events';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -31,8 +31,10 @@ export interface FileSystemStorageOptions {
  * `uploads/<id>/lock` while a request writes it; `content/<key>` (committed content, moved there
  * by an atomic rename after an fsync); `documents/<key>`; `tmp/` for documents being written.
  *
- * The lock is a file created exclusively, so appends are conditional across every process
- * sharing the folder on one machine; a lock left by a process that died is taken over.
+ * The lock is a symbolic link whose target names its owner, created in one atomic step that fails
+ * when it exists, so appends are conditional across every process sharing the folder on one
+ * machine; a lock left by a process that died is taken over. Folders are created only when an
+ * operation finds them missing, which keeps the file-system calls per request few.
  */
 export class FileSystemStorage implements StorageAdapter {
   /** The folder the storage lives in. */
@@ -45,7 +47,7 @@ export class FileSystemStorage implements StorageAdapter {
 
   async createUpload(id: string): Promise<void> {
     assertSafeKey(id);
-    await mkdir(this.uploadDir(id), { recursive: true });
+    await withParents(this.uploadDir(id), (dir) => mkdir(dir));
     await writeFile(this.uploadData(id), '', { flag: 'wx' });
   }
 
@@ -91,13 +93,12 @@ export class FileSystemStorage implements StorageAdapter {
       } finally {
         await handle.close();
       }
-      const target = this.contentPath(contentKey);
-      await mkdir(dirname(target), { recursive: true });
-      await rename(this.uploadData(id), target);
+      await withParents(this.contentPath(contentKey), (target) => rename(this.uploadData(id), target));
     } finally {
       await release();
     }
-    await rm(this.uploadDir(id), { recursive: true, force: true });
+    // Empty by now, unless a crashed request left something behind.
+    await rmdir(this.uploadDir(id)).catch(() => rm(this.uploadDir(id), { recursive: true, force: true }));
   }
 
   async deleteUpload(id: string): Promise<void> {
@@ -118,7 +119,7 @@ export class FileSystemStorage implements StorageAdapter {
 
   async deleteContent(key: string): Promise<void> {
     assertSafeKey(key);
-    await rm(this.contentPath(key), { force: true });
+    await removeFile(this.contentPath(key));
   }
 
   async getDocument(key: string): Promise<Buffer | undefined> {
@@ -133,30 +134,27 @@ export class FileSystemStorage implements StorageAdapter {
 
   async putDocument(key: string, value: Buffer, options: PutDocumentOptions = {}): Promise<boolean> {
     assertSafeKey(key);
-    const target = this.documentPath(key);
     const temp = join(this.root, 'tmp', randomUUID());
-    await mkdir(dirname(temp), { recursive: true });
-    await writeFile(temp, value);
-    await mkdir(dirname(target), { recursive: true });
+    await withParents(temp, (path) => writeFile(path, value));
     if (!options.ifAbsent) {
-      await rename(temp, target);
+      await withParents(this.documentPath(key), (target) => rename(temp, target));
       return true;
     }
     // link() fails when the target exists, so a complete document appears only if none was there.
     try {
-      await link(temp, target);
+      await withParents(this.documentPath(key), (target) => link(temp, target));
       return true;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
       throw error;
     } finally {
-      await rm(temp, { force: true });
+      await removeFile(temp);
     }
   }
 
   async deleteDocument(key: string): Promise<void> {
     assertSafeKey(key);
-    await rm(this.documentPath(key), { force: true });
+    await removeFile(this.documentPath(key));
   }
 
   async listDocuments(prefix: string, options?: ListOptions): Promise<string[]> {
@@ -194,21 +192,21 @@ export class FileSystemStorage implements StorageAdapter {
     const lockPath = join(this.uploadDir(id), 'lock');
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
-        await writeFile(lockPath, this.lockOwner, { flag: 'wx' });
-        return () => rm(lockPath, { force: true });
+        await symlink(this.lockOwner, lockPath);
+        return () => removeFile(lockPath);
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code;
         if (code === 'ENOENT') throw new NotFoundError(`upload ${id}`);
         if (code !== 'EEXIST') throw error;
         if (!(await this.isStaleLock(lockPath))) break;
-        await rm(lockPath, { force: true });
+        await removeFile(lockPath);
       }
     }
     throw new UploadConflictError((await this.uploadSize(id)) ?? 0, 'another request is writing to this upload');
   }
 
   private async isStaleLock(lockPath: string): Promise<boolean> {
-    const owner = (await readFile(lockPath, 'utf8').catch(() => '')).split(' ');
+    const owner = (await readlink(lockPath).catch(() => '')).split(' ');
     if (owner.length !== 2 || owner[0] !== hostname()) return false;
     const pid = Number(owner[1]);
     if (pid === process.pid) return false;
@@ -218,6 +216,27 @@ export class FileSystemStorage implements StorageAdapter {
     } catch (error) {
       return (error as NodeJS.ErrnoException).code === 'ESRCH';
     }
+  }
+}
+
+/** Runs `operation` on `path`; when its folder is missing, creates it and runs it again. */
+async function withParents<T>(path: string, operation: (path: string) => Promise<T>): Promise<T> {
+  try {
+    return await operation(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    await mkdir(dirname(path), { recursive: true });
+    return operation(path);
+  }
+}
+
+/** Deletes a file; one that is already gone is fine. */
+async function removeFile(path: string): Promise<void> {
+  try {
+    await unlink(path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT' && code !== 'ENOTDIR') throw error;
   }
 }
 

@@ -1,12 +1,13 @@
 /**
- * The example registry: an Express app with the registry router over embedded filesystem storage.
+ * The example registry: the registry router over embedded filesystem storage, the browse-and-upload
+ * page at http://127.0.0.1:5000/, and every registry event logged to the console.
  *
  *   npm start                     # 127.0.0.1:5000, data in ./registry-data
  *   PORT=5001 HOST=0.0.0.0 DATA_DIR=/var/lib/registry npm start
  */
-import express from 'express';
 import { resolve } from 'node:path';
-import { createRegistryRouter, FileSystemStorage } from '../lib';
+import { FileSystemStorage } from '../lib';
+import { createExampleApp } from './app';
 
 // Every fsync and file operation holds one of libuv's threads (4 by default) until it returns, so
 // with many concurrent uploads they would queue behind each other. Must be set before the first one.
@@ -16,14 +17,12 @@ const port = Number(process.env.PORT ?? 5000);
 const host = process.env.HOST ?? '127.0.0.1';
 const root = resolve(process.env.DATA_DIR ?? 'registry-data');
 
-const app = express();
-app.disable('x-powered-by');
-app.use(createRegistryRouter({ storage: new FileSystemStorage({ root }) }));
+const { app } = createExampleApp({ storage: new FileSystemStorage({ root }), logEvent: (line) => console.log(line) });
 
 const server = app.listen(port, host, () => {
   const address = server.address();
   const actualPort = typeof address === 'object' && address ? address.port : port;
-  console.log(`registry listening on http://${host}:${actualPort} (data in ${root})`);
+  console.log(`registry listening on http://${host}:${actualPort}, page at http://${host}:${actualPort}/ (data in ${root})`);
 });
 
 // Exit cleanly on a signal, so exit hooks such as `node --cpu-prof` get to write their output.

@@ -5,7 +5,8 @@
  * @packageDocumentation
  */
 export { createRegistryRouter, DEFAULT_MAX_MANIFEST_SIZE, type RegistryOptions, type RegistryRouter } from './router';
-export { OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, type ReferrerDescriptor } from './manifest';
+export { OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, type ManifestReference, type ReferrerDescriptor } from './manifest';
+export type { ManifestStore, StoredManifest } from './manifest-store';
 export {
   RegistryEvents,
   type RegistryEventMap,
@@ -40,7 +41,8 @@ export {
 } from './storage/adapter';
 export { MemoryStorage, type MemoryStorageOptions } from './storage/memory';
 export { FileSystemStorage, type FileSystemStorageOptions } from './storage/filesystem';
-export { RegistryError, ERROR_CODES, type ErrorCode } from './errors';
+export { RegistryError, ERROR_CODES, sendError, type ErrorCode } from './errors';
+export { validateName, validateTag } from './names';
 export { parseDigest, SUPPORTED_ALGORITHMS, type Digest, type DigestAlgorithm } from './digest';
 export type { ByteRange } from './range';
 export type { UploadSession, BlobInfo, RegistryStore, RegistryStoreOptions } from './store';

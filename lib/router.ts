@@ -62,6 +62,8 @@ export interface RegistryRouter extends Router {
   readonly events: RegistryEvents;
   /** The registry's data model over the storage adapter, for host code that stores blobs itself. */
   readonly store: RegistryStore;
+  /** Manifests, tags and referrers, for host code that pushes or reads manifests itself (e.g. an artifact built from a form). */
+  readonly manifests: ManifestStore;
   /**
    * Removes upload sessions started more than the purging `maxAge` ago (or `maxAge` given here)
    * and resolves to their ids. Sessions with a request in flight are left alone.
@@ -166,6 +168,7 @@ export function createRegistryRouter(options: RegistryOptions): RegistryRouter {
   const router: RegistryRouter = Object.assign(Router(), {
     events: store.events,
     store,
+    manifests,
     purgeStaleUploads: (age = maxAge) => store.purgeStaleUploads(age),
   });
   router.use((req: Request, res: Response, next: NextFunction) => {

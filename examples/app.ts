@@ -1,0 +1,139 @@
+/**
+ * The example registry as an Express app: the registry router under `/v2`, a browse-and-upload
+ * page at `/`, and `POST /api/artifacts`, which turns a form's files into an OCI artifact through
+ * the multer bridge. `server.ts` runs it; tests build it over their own storage.
+ */
+import express, { type NextFunction, type Request, type Response } from 'express';
+import multer from 'multer';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import {
+  createRegistryRouter,
+  multerStorage,
+  OCI_MANIFEST,
+  RegistryError,
+  sendError,
+  type RegistryEventName,
+  type RegistryFileInfo,
+  type RegistryOptions,
+  type RegistryRouter,
+  validateTag,
+} from '../lib';
+
+/** The empty config of an artifact manifest, as `oras push` writes it. */
+const EMPTY_CONFIG = { mediaType: 'application/vnd.oci.empty.v1+json', bytes: Buffer.from('{}') };
+/** The artifact type when the form names none. */
+const DEFAULT_ARTIFACT_TYPE = 'application/vnd.unknown.artifact.v1';
+const TITLE = 'org.opencontainers.image.title';
+
+/** The form's text fields; the page sends them before the files, so multer has them when a file arrives. */
+interface ArtifactForm {
+  repository?: string;
+  tag?: string;
+  artifactType?: string;
+}
+
+/** Options for {@link createExampleApp}. */
+export interface ExampleAppOptions extends RegistryOptions {
+  /** Where each registry event is written as one line; default: nowhere. */
+  logEvent?: (line: string) => void;
+}
+
+/** The page's files: `examples/public`, beside this file in the sources and two levels up from `dist/examples`. */
+function publicDirectory(): string {
+  const beside = join(__dirname, 'public');
+  return existsSync(beside) ? beside : join(__dirname, '..', '..', 'examples', 'public');
+}
+
+/** Builds the example app and its registry router. */
+export function createExampleApp(options: ExampleAppOptions): { app: express.Express; registry: RegistryRouter } {
+  const { logEvent, ...registryOptions } = options;
+  const registry = createRegistryRouter(registryOptions);
+  if (logEvent) logEvents(registry, logEvent);
+
+  const upload = multer({
+    storage: multerStorage(registry, {
+      // Checking the tag here, before the first file is stored, keeps a bad tag from leaving blobs behind.
+      repository: (req) => {
+        const form = req.body as ArtifactForm;
+        validateTag(form.tag || 'latest');
+        return form.repository ?? '';
+      },
+    }),
+    limits: { files: 100, fields: 10 },
+  });
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.use(registry);
+  app.post('/api/artifacts', upload.array('files'), (req: Request, res: Response, next: NextFunction) => {
+    pushArtifact(registry, req.body as ArtifactForm, (req.files ?? []) as (Express.Multer.File & RegistryFileInfo)[]).then(
+      (pushed) => res.status(201).json(pushed),
+      next,
+    );
+  });
+  app.use(express.static(publicDirectory()));
+  app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => sendError(res, asRegistryError(error)));
+  return { app, registry };
+}
+
+/**
+ * Pushes the uploaded files as an OCI artifact: an empty config and one layer per file, titled
+ * with its file name, the same manifest `oras push` makes, tagged as the form says.
+ */
+async function pushArtifact(registry: RegistryRouter, form: ArtifactForm, files: (Express.Multer.File & RegistryFileInfo)[]) {
+  if (files.length === 0) throw new RegistryError('MANIFEST_INVALID', 'choose at least one file');
+  const repository = files[0].repository;
+  const tag = validateTag(form.tag || 'latest');
+  const config = await storeBytes(registry, repository, EMPTY_CONFIG.bytes);
+  const manifest = {
+    schemaVersion: 2,
+    mediaType: OCI_MANIFEST,
+    artifactType: form.artifactType || DEFAULT_ARTIFACT_TYPE,
+    config: { mediaType: EMPTY_CONFIG.mediaType, digest: config.digest.value, size: config.size, data: EMPTY_CONFIG.bytes.toString('base64') },
+    layers: files.map((file) => ({ mediaType: file.mediaType, digest: file.digest, size: file.size, annotations: { [TITLE]: file.originalname } })),
+    annotations: { 'org.opencontainers.image.created': new Date().toISOString() },
+  };
+  const { digest } = await registry.manifests.put(repository, { tag }, Buffer.from(JSON.stringify(manifest)), OCI_MANIFEST);
+  return { repository, tag, digest: digest.value, manifest };
+}
+
+/** Stores a small blob through an upload session, as any client push would. */
+async function storeBytes(registry: RegistryRouter, repository: string, bytes: Buffer) {
+  const session = await registry.store.startUpload(repository);
+  await registry.store.appendToUpload(session, 0, Readable.from([bytes]));
+  return registry.store.completeUploadAsStored(session);
+}
+
+/** multer's own errors (limits, malformed forms) in the registry's error format. */
+function asRegistryError(error: unknown): unknown {
+  if (!(error instanceof multer.MulterError)) return error;
+  if (error.code === 'LIMIT_FILE_SIZE') return new RegistryError('SIZE_INVALID', error.message, { status: 413 });
+  return new RegistryError('BLOB_UPLOAD_INVALID', `${error.message}${error.field ? ` (${error.field})` : ''}`);
+}
+
+const LOGGED_EVENTS: RegistryEventName[] = [
+  'uploadStarted',
+  'uploadProgress',
+  'blobCommitted',
+  'blobMounted',
+  'uploadCancelled',
+  'uploadExpired',
+  'blobDeleted',
+  'manifestPushed',
+  'manifestDeleted',
+  'tagDeleted',
+];
+
+/** Writes every registry event as `event <name> key=value …`. */
+function logEvents(registry: RegistryRouter, write: (line: string) => void): void {
+  for (const name of LOGGED_EVENTS) {
+    registry.events.on(name, ((payload: Record<string, unknown>) => {
+      const fields = Object.entries(payload)
+        .filter(([, value]) => value !== undefined)
+        .map(([key, value]) => `${key}=${Array.isArray(value) ? value.join(',') : String(value)}`);
+      write(`event ${name} ${fields.join(' ')}`);
+    }) as never);
+  }
+}

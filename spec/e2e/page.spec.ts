@@ -1,0 +1,108 @@
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { createExampleApp } from '../../examples/app';
+import { FileSystemStorage } from '../../lib';
+import { bytes, listen } from '../support/http';
+
+const OUTPUT = resolve(__dirname, '../../test-output');
+
+describe('the example server page in a real browser', () => {
+  let dataDir: string;
+  let profileDir: string;
+  let server: Awaited<ReturnType<typeof listen>>;
+  let browser: BrowserContext;
+  let page: Page;
+  const eventLines: string[] = [];
+
+  beforeAll(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), 'oci-page-data-'));
+    profileDir = mkdtempSync(join(tmpdir(), 'oci-page-profile-'));
+    const { app } = createExampleApp({ storage: new FileSystemStorage({ root: dataDir }), logEvent: (line) => eventLines.push(line) });
+    server = await listen(app);
+    browser = await chromium.launchPersistentContext(profileDir, {
+      executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+      headless: true,
+      acceptDownloads: true,
+      viewport: { width: 1280, height: 900 },
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--no-first-run',
+      ],
+    });
+    page = browser.pages()[0] ?? (await browser.newPage());
+  }, 60_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+    rmSync(dataDir, { recursive: true, force: true });
+    rmSync(profileDir, { recursive: true, force: true });
+  });
+
+  it('pushes files through the form, lists the artifact, and downloads a layer back identical', async () => {
+    const data = bytes(600_000, 9);
+    const text = Buffer.from('hello from the browser\n');
+    await page.goto(server.url);
+    await page.fill('input[name=repository]', 'browser/files');
+    await page.fill('input[name=tag]', 'v1');
+    await page.fill('input[name=artifactType]', 'application/vnd.example.files.v1');
+    await page.setInputFiles('input[name=files]', [
+      { name: 'hello.txt', mimeType: 'text/plain', buffer: text },
+      { name: 'data.bin', mimeType: 'application/octet-stream', buffer: data },
+    ]);
+    await page.click('button[type=submit]');
+    await page.waitForSelector('#upload-message.ok');
+    expect(await page.textContent('#upload-message')).toMatch(/^Pushed browser\/files:v1 \(sha256:/);
+
+    // Every file's bar is full.
+    const bars = await page.$$eval('#upload-progress progress', (elements) =>
+      elements.map((element) => {
+        const bar = element as unknown as { value: number; max: number };
+        return [bar.value, bar.max];
+      }),
+    );
+    expect(bars).toEqual([
+      [text.length, text.length],
+      [data.length, data.length],
+    ]);
+
+    // The page shows the repository, the tag and the manifest's layers with titles and types.
+    await page.waitForSelector('#repositories button.selected:text-is("browser/files")');
+    await page.waitForSelector('#tags button.selected:text-is("v1")');
+    const layers = await page.$$eval('#manifest table', (tables) =>
+      tables.map((table) => [...table.querySelectorAll('tbody tr')].map((row) => [...row.querySelectorAll('td')].slice(0, 3).map((cell) => cell.textContent))),
+    );
+    expect(layers[0]).toEqual([['', 'application/vnd.oci.empty.v1+json', '2 B']]);
+    expect(layers[1]).toEqual([
+      ['hello.txt', 'text/plain', '23 B'],
+      ['data.bin', 'application/octet-stream', '586 KiB'],
+    ]);
+    expect(await page.textContent('#manifest')).toContain('application/vnd.example.files.v1');
+
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#manifest a[download="data.bin"]')]);
+    expect(download.suggestedFilename()).toBe('data.bin');
+    expect(Buffer.compare(readFileSync((await download.path())!), data)).toBe(0);
+
+    expect(eventLines.some((line) => line.startsWith('event manifestPushed repository=browser/files') && line.includes('tag=v1'))).toBe(true);
+    mkdirSync(OUTPUT, { recursive: true });
+    await page.screenshot({ path: join(OUTPUT, 'page.png'), fullPage: true });
+  }, 60_000);
+
+  it('shows the registry error when a push is refused', async () => {
+    await page.goto(server.url);
+    await page.fill('input[name=repository]', 'a'.repeat(300));
+    await page.setInputFiles('input[name=files]', [{ name: 'x.txt', mimeType: 'text/plain', buffer: Buffer.from('x') }]);
+    await page.click('button[type=submit]');
+    await page.waitForSelector('#upload-message.error');
+    expect(await page.textContent('#upload-message')).toMatch(/^Push failed: NAME_INVALID: invalid repository name/);
+    mkdirSync(OUTPUT, { recursive: true });
+    await page.screenshot({ path: join(OUTPUT, 'page-error.png'), fullPage: true });
+  }, 30_000);
+});

@@ -22,7 +22,7 @@ const { app } = createExampleApp({ storage: new FileSystemStorage({ root }), log
 const server = app.listen(port, host, () => {
   const address = server.address();
   const actualPort = typeof address === 'object' && address ? address.port : port;
-  console.log(`registry listening on http://${host}:${actualPort}, page at http://${host}:${actualPort}/ (data in ${root})`);
+  console.log(`registry listening on http://${host}:${actualPort} (data in ${root}; the page is at /)`);
 });
 
 // Exit cleanly on a signal, so exit hooks such as `node --cpu-prof` get to write their output.

@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { buildExampleServer, startExampleServer, type ExampleServer } from '../support/example-server';
-import { request } from '../support/http';
+import { request, sha256 } from '../support/http';
 import {
   blobPath,
   layoutManifests,
@@ -204,6 +204,44 @@ describe('skopeo against the example server', () => {
       multi.index,
       ...multi.images.flatMap((platformImage) => [platformImage.manifest, platformImage.config, ...platformImage.layers]),
     ]);
+  }, 60_000);
+
+  it('pushes Docker schema 2 (skopeo converts to a manifest list over v2s2 images) and pulls it back', async () => {
+    const dockerList = 'application/vnd.docker.distribution.manifest.list.v2+json';
+    const dockerManifest = 'application/vnd.docker.distribution.manifest.v2+json';
+    const reference = `docker://${registry}/e2e/docker:v1`;
+    await skopeo('copy', '--all', '--format', 'v2s2', '--dest-tls-verify=false', `oci:${multiLayout()}:v1`, reference);
+
+    const listBytes = await skopeo('inspect', '--raw', '--tls-verify=false', reference);
+    const list = JSON.parse(listBytes) as { mediaType: string; manifests: (Descriptor & { platform: { architecture: string } })[] };
+    expect(list.mediaType).toBe(dockerList);
+    expect(list.manifests.map((entry) => [entry.mediaType, entry.platform.architecture])).toEqual([
+      [dockerManifest, 'amd64'],
+      [dockerManifest, 'arm64'],
+    ]);
+    // Clients rely on the stored media type coming back as Content-Type.
+    const tagged = await request(`${server!.url}/v2/e2e/docker/manifests/v1`, { method: 'GET', headers: { Accept: dockerList } });
+    expect([tagged.headers['content-type'], tagged.body.toString('utf8')]).toEqual([dockerList, listBytes]);
+    for (const entry of list.manifests) {
+      const res = await request(`${server!.url}/v2/e2e/docker/manifests/${entry.digest}`, { method: 'GET', headers: { Accept: dockerManifest } });
+      expect([res.status, res.headers['content-type'], sha256(res.body), res.body.length]).toEqual([200, dockerManifest, entry.digest, entry.size]);
+    }
+    const arm64 = JSON.parse(await skopeo('--override-arch', 'arm64', 'inspect', '--tls-verify=false', reference));
+    expect(arm64.Architecture).toBe('arm64');
+
+    // skopeo checks every blob's digest as it pulls; the dir: layout keeps each manifest as it was.
+    const pulled = join(work, 'docker-pulled');
+    await skopeo('copy', '--all', '--preserve-digests', '--src-tls-verify=false', reference, `dir:${pulled}`);
+    expect(await readFile(join(pulled, 'manifest.json'), 'utf8')).toBe(listBytes);
+    for (const entry of list.manifests) {
+      const manifest = await readFile(join(pulled, `${entry.digest.slice('sha256:'.length)}.manifest.json`));
+      expect(sha256(manifest)).toBe(entry.digest);
+      const { config, layers } = JSON.parse(manifest.toString('utf8')) as { config: Descriptor; layers: Descriptor[] };
+      for (const blobDescriptor of [config, ...layers]) {
+        const bytes = await readFile(join(pulled, blobDescriptor.digest.slice('sha256:'.length)));
+        expect([sha256(bytes), bytes.length]).toEqual([blobDescriptor.digest, blobDescriptor.size]);
+      }
+    }
   }, 60_000);
 
   it('copies to another repository by mounting the layers: no layer byte is sent again', async () => {

@@ -80,8 +80,9 @@ describe('skopeo against the example server', () => {
       const { stdout } = await runFile('skopeo', [...global, ...args], { maxBuffer: 16 * MiB });
       return stdout;
     } catch (error) {
-      const { stderr } = error as { stderr?: string };
-      throw new Error(`skopeo ${args.join(' ')} failed:\n${stderr ?? String(error)}\nserver log:\n${server?.logTail()}`);
+      const { code, stderr } = error as { code?: unknown; stderr?: string };
+      if (code === 'ENOENT') throw new Error('skopeo is not installed: apt-get install -y skopeo (as .ci/run does)');
+      throw new Error(`skopeo ${args.join(' ')} failed:\n${stderr || String(error)}\nserver log:\n${server?.logTail()}`);
     }
   }
 

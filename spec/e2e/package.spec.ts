@@ -108,4 +108,34 @@ describe('the package as users install it', () => {
       expect(imported.exports).toEqual(required.exports);
     }, 120_000);
   }
+
+  it('type-checks TypeScript consumers of both entry points, with per-event payload types', async () => {
+    const app = join(work, 'typescript-app');
+    mkdirSync(app);
+    writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'consumer-typescript', private: true }));
+    await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', tarball, 'express@5', '@types/express@5', '@types/node@20'], { cwd: app });
+    writeFileSync(join(app, 'consumer.mts'), typedConsumer("import express from 'express';\nimport { createRegistryRouter, MemoryStorage, multerStorage, type BlobCommittedEvent } from 'express-oci-registry';"));
+    writeFileSync(
+      join(app, 'consumer.cts'),
+      typedConsumer(
+        "import express = require('express');\nimport oci = require('express-oci-registry');\nconst { createRegistryRouter, MemoryStorage, multerStorage } = oci;\ntype BlobCommittedEvent = oci.BlobCommittedEvent;",
+      ),
+    );
+    const tsc = join(projectRoot, 'node_modules', 'typescript', 'bin', 'tsc');
+    const args = ['--noEmit', '--strict', '--module', 'node16', '--moduleResolution', 'node16', '--target', 'es2022', '--types', 'node', 'consumer.mts', 'consumer.cts'];
+    // No output and exit 0: both resolve their entry's types, and the @ts-expect-error below is used.
+    await expect(run(process.execPath, [tsc, ...args], { cwd: app })).resolves.toMatchObject({ stdout: '' });
+  }, 120_000);
 });
+
+/** A TypeScript consumer; if the package's types were missing or loose, the @ts-expect-error would be unused and fail. */
+function typedConsumer(imports: string): string {
+  return `${imports}
+const registry = createRegistryRouter({ storage: new MemoryStorage() });
+registry.events.on('blobCommitted', (event: BlobCommittedEvent) => console.log(event.digest.length + event.size));
+// @ts-expect-error: each event's payload has its own type
+registry.events.on('blobCommitted', (event: { notAField: number }) => event);
+express().use(registry);
+multerStorage(registry, { repository: 'a/b' });
+`;
+}

@@ -65,7 +65,8 @@ export class FileSystemStorage implements StorageAdapter {
         if (!file.closed) await once(file, 'close');
         throw error;
       }
-      return await this.requireUploadSize(id);
+      // Every byte went in under the lock, so the new size is known without another stat.
+      return expectedSize + file.bytesWritten;
     } finally {
       await release();
     }

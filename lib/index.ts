@@ -4,7 +4,7 @@
  *
  * @packageDocumentation
  */
-export { createRegistryRouter, DEFAULT_MAX_MANIFEST_SIZE, type RegistryOptions, type RegistryRouter } from './router';
+export { createRegistryRouter, DEFAULT_MAX_MANIFEST_SIZE, type RegistryOptions, type RegistryRouter, type RegistryLimits } from './router';
 export { OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, type ManifestReference, type ReferrerDescriptor } from './manifest';
 export type { ManifestStore, StoredManifest } from './manifest-store';
 export {

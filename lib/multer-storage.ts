@@ -1,10 +1,11 @@
 import type { Request } from 'express';
 import { PassThrough, pipeline, type Readable } from 'node:stream';
+import { bodyIdleLimit } from './context';
 import { parseDigest } from './digest';
 import { RegistryError } from './errors';
 import { moduleLogger } from './log';
 import { validateName } from './names';
-import type { RegistryStore } from './store';
+import type { RegistryRouter } from './router';
 
 /** A file as multer hands it to a storage engine (what `@types/multer` calls `Express.Multer.File`, before storage). */
 export interface MulterFileStream {
@@ -51,7 +52,8 @@ const MEDIA_TYPE = /^[A-Za-z0-9][\w!#$&^.+-]*\/[A-Za-z0-9][\w!#$&^.+-]*$/;
 /**
  * A multer storage engine that streams each uploaded file of a `multipart/form-data` request
  * into the registry as a blob: through an upload session, the digest computed while the bytes
- * stream in, nothing buffered whole. Each file on `req.file`/`req.files` gets its descriptor
+ * stream in, nothing buffered whole, held to the registry's `maxBlobSize`,
+ * `maxUploadsPerRepository` and `bodyIdleTimeout` as a push would be. Each file on `req.file`/`req.files` gets its descriptor
  * (`repository`, `digest`, `size`, `mediaType`). When multer abandons the request (a limit, a
  * later file failing, the client going away) `_removeFile` unlinks the blobs this request added.
  *
@@ -62,8 +64,8 @@ const MEDIA_TYPE = /^[A-Za-z0-9][\w!#$&^.+-]*\/[A-Za-z0-9][\w!#$&^.+-]*$/;
  * app.post('/upload', upload.array('files'), (req, res) => res.json(req.files));
  * ```
  */
-export function multerStorage(registry: { store: RegistryStore }, options: MulterStorageOptions): RegistryStorageEngine {
-  const { store } = registry;
+export function multerStorage(registry: Pick<RegistryRouter, 'store' | 'limits'>, options: MulterStorageOptions): RegistryStorageEngine {
+  const { store, limits } = registry;
   const logFor = moduleLogger('multer');
   // Blobs each request linked that were not in their repository before, so removal never
   // unlinks a blob someone else pushed.
@@ -72,13 +74,16 @@ export function multerStorage(registry: { store: RegistryStore }, options: Multe
   async function handleFile(req: Request, file: MulterFileStream): Promise<RegistryFileInfo> {
     const repository = validateName(typeof options.repository === 'string' ? options.repository : await options.repository(req, file));
     const mediaType = options.mediaType?.(req, file) ?? (MEDIA_TYPE.test(file.mimetype) ? file.mimetype : 'application/octet-stream');
-    const session = await store.startUpload(repository);
+    const session = await store.startUpload(repository, limits.maxUploadsPerRepository);
     const log = logFor({ repository, upload: session.id });
     // pipeline turns a part that closes without ending (the request torn down) into an error.
     const body = new PassThrough();
     pipeline(file.stream, body, () => undefined);
     try {
-      await store.appendToUpload(session, 0, body);
+      await store.appendToUpload(session, 0, body, {
+        maxBlobSize: limits.maxBlobSize,
+        idle: bodyIdleLimit(limits.bodyIdleTimeout, 'BLOB_UPLOAD_INVALID'),
+      });
       if ((file.stream as Readable & { truncated?: boolean }).truncated) {
         throw new RegistryError('SIZE_INVALID', `${file.originalname.slice(0, 200)} is larger than the upload limit`, { status: 413 });
       }

@@ -56,12 +56,17 @@ export interface RegistryOptions {
   uploadPurging?: { maxAge?: number; interval?: number } | false;
 }
 
+/** The limits every upload into the registry is held to; see {@link RegistryOptions}. */
+export type RegistryLimits = Readonly<Pick<ResolvedOptions, 'maxBlobSize' | 'maxUploadsPerRepository' | 'bodyIdleTimeout'>>;
+
 /** The router {@link createRegistryRouter} returns: an Express router with the registry's events, store and maintenance calls. */
 export interface RegistryRouter extends Router {
   /** Typed events for every change: uploads, commits, mounts, deletions. See {@link RegistryEventMap}. */
   readonly events: RegistryEvents;
   /** The registry's data model over the storage adapter, for host code that stores blobs itself. */
   readonly store: RegistryStore;
+  /** The upload limits in force, with defaults filled in, for host code that stores blobs itself (the multer bridge applies them). */
+  readonly limits: RegistryLimits;
   /** Manifests, tags and referrers, for host code that pushes or reads manifests itself (e.g. an artifact built from a form). */
   readonly manifests: ManifestStore;
   /**
@@ -169,6 +174,11 @@ export function createRegistryRouter(options: RegistryOptions): RegistryRouter {
     events: store.events,
     store,
     manifests,
+    limits: {
+      maxBlobSize: resolved.maxBlobSize,
+      maxUploadsPerRepository: resolved.maxUploadsPerRepository,
+      bodyIdleTimeout: resolved.bodyIdleTimeout,
+    },
     purgeStaleUploads: (age = maxAge) => store.purgeStaleUploads(age),
   });
   router.use((req: Request, res: Response, next: NextFunction) => {

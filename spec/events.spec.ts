@@ -101,12 +101,15 @@ describe('registry events', () => {
     expect(named('blobDeleted')).toEqual([{ repository: 'events/source', digest: sha256(data) }]);
   });
 
-  it('announces an expired session when the store purges it', async () => {
-    setUp();
-    const session = await registry.store.startUpload('events/app');
-    await registry.store.expireUpload(session);
-    expect(named('uploadExpired')).toEqual([{ repository: 'events/app', uploadId: session.id, size: 0 }]);
-    await expect(registry.store.findUpload('events/app', session.id)).rejects.toMatchObject({ code: 'BLOB_UPLOAD_UNKNOWN' });
+  it('announces an expired session, with the bytes it held, when purging removes it', async () => {
+    const agent = supertest(setUp());
+    const started = await agent.post('/v2/events/app/blobs/uploads/').expect(202);
+    await agent.patch(started.headers.location).set('Content-Type', 'application/octet-stream').send(bytes(777)).expect(202);
+    const uploadId = started.headers['docker-upload-uuid'];
+    expect(await registry.purgeStaleUploads(0)).toEqual([uploadId]);
+    expect(named('uploadExpired')).toEqual([{ repository: 'events/app', uploadId, size: 777 }]);
+    expect(named('uploadCancelled')).toEqual([]);
+    await agent.get(started.headers.location).expect(404);
   });
 
   it('keeps serving when a listener throws', async () => {

@@ -1,7 +1,7 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
 import multer from 'multer';
 import supertest from 'supertest';
-import { createRegistryRouter, MemoryStorage, multerStorage, RegistryError, type RegistryFileInfo, type RegistryRouter } from '../lib';
+import { createRegistryRouter, MemoryStorage, multerStorage, RegistryError, type RegistryFileInfo, type RegistryOptions, type RegistryRouter } from '../lib';
 import { bytes, sha256 } from './support/http';
 
 describe('multer storage engine', () => {
@@ -9,8 +9,8 @@ describe('multer storage engine', () => {
   let agent: ReturnType<typeof supertest>;
   let progress: number[];
 
-  beforeEach(() => {
-    registry = createRegistryRouter({ storage: new MemoryStorage(), progressInterval: 0 });
+  function setUp(options: Partial<RegistryOptions> = {}) {
+    registry = createRegistryRouter({ storage: new MemoryStorage(), progressInterval: 0, ...options });
     progress = [];
     registry.events.on('uploadProgress', ({ bytes }) => progress.push(bytes));
     // Typed as multer's own StorageEngine: the engine fits it without the library importing multer.
@@ -28,7 +28,9 @@ describe('multer storage engine', () => {
       res.status(status).json({ code: (error as { code?: string }).code });
     });
     agent = supertest(app);
-  });
+  }
+
+  beforeEach(() => setUp());
 
   const blobStatus = (repository: string, digest: string) => agent.head(`/v2/${repository}/blobs/${digest}`).then((res) => res.status);
 
@@ -87,5 +89,18 @@ describe('multer storage engine', () => {
       .attach('files', bytes(150_000, 5), 'large.bin')
       .expect(413);
     expect(await blobStatus('forms/shared', sha256(small))).toBe(200);
+  });
+
+  it("holds form files to the registry's maxBlobSize and maxUploadsPerRepository", async () => {
+    setUp({ maxBlobSize: 5000 });
+    const res = await agent.post('/upload').field('repository', 'forms/limited').attach('files', bytes(8000, 6), 'big.bin').expect(413);
+    expect(res.body.code).toBe('SIZE_INVALID');
+    expect(await blobStatus('forms/limited', sha256(bytes(8000, 6)))).toBe(404);
+    await agent.post('/upload').field('repository', 'forms/limited').attach('files', bytes(4000, 6), 'fits.bin').expect(201);
+
+    setUp({ maxUploadsPerRepository: 1 });
+    await agent.post('/v2/forms/busy/blobs/uploads/').expect(202);
+    const busy = await agent.post('/upload').field('repository', 'forms/busy').attach('files', Buffer.from('x'), 'x.txt').expect(429);
+    expect(busy.body.code).toBe('TOOMANYREQUESTS');
   });
 });

@@ -13,8 +13,8 @@ import {
   multerStorage,
   OCI_MANIFEST,
   RegistryError,
+  REGISTRY_EVENT_NAMES,
   sendError,
-  type RegistryEventName,
   type RegistryFileInfo,
   type RegistryOptions,
   type RegistryRouter,
@@ -113,22 +113,9 @@ function asRegistryError(error: unknown): unknown {
   return new RegistryError('BLOB_UPLOAD_INVALID', `${error.message}${error.field ? ` (${error.field})` : ''}`);
 }
 
-const LOGGED_EVENTS: RegistryEventName[] = [
-  'uploadStarted',
-  'uploadProgress',
-  'blobCommitted',
-  'blobMounted',
-  'uploadCancelled',
-  'uploadExpired',
-  'blobDeleted',
-  'manifestPushed',
-  'manifestDeleted',
-  'tagDeleted',
-];
-
 /** Writes every registry event as `event <name> key=value …`. */
 function logEvents(registry: RegistryRouter, write: (line: string) => void): void {
-  for (const name of LOGGED_EVENTS) {
+  for (const name of REGISTRY_EVENT_NAMES) {
     registry.events.on(name, ((payload: Record<string, unknown>) => {
       const fields = Object.entries(payload)
         .filter(([, value]) => value !== undefined)

@@ -101,6 +101,23 @@ export interface RegistryEventMap {
 /** The name of a registry event. */
 export type RegistryEventName = keyof RegistryEventMap;
 
+// A record rather than an array, so that the compiler checks that every event is listed.
+const EVENT_NAME_SET: Record<RegistryEventName, true> = {
+  uploadStarted: true,
+  uploadProgress: true,
+  blobCommitted: true,
+  blobMounted: true,
+  uploadCancelled: true,
+  uploadExpired: true,
+  blobDeleted: true,
+  manifestPushed: true,
+  manifestDeleted: true,
+  tagDeleted: true,
+};
+
+/** Every event name, e.g. to forward or log them all. */
+export const REGISTRY_EVENT_NAMES = Object.freeze(Object.keys(EVENT_NAME_SET) as RegistryEventName[]);
+
 const log = moduleLogger('events')({});
 
 /**

@@ -9,6 +9,7 @@ export { OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, type Ma
 export type { ManifestStore, StoredManifest } from './manifest-store';
 export {
   RegistryEvents,
+  REGISTRY_EVENT_NAMES,
   type RegistryEventMap,
   type RegistryEventName,
   type UploadEvent,

@@ -1,20 +1,7 @@
 import express from 'express';
 import supertest from 'supertest';
-import { createRegistryRouter, MemoryStorage, type RegistryEventMap, type RegistryEventName, type RegistryRouter } from '../lib';
+import { createRegistryRouter, MemoryStorage, REGISTRY_EVENT_NAMES, type RegistryEventMap, type RegistryEventName, type RegistryRouter } from '../lib';
 import { bytes, chunked, listen, request, sha256 } from './support/http';
-
-const EVENT_NAMES: RegistryEventName[] = [
-  'uploadStarted',
-  'uploadProgress',
-  'blobCommitted',
-  'blobMounted',
-  'uploadCancelled',
-  'uploadExpired',
-  'blobDeleted',
-  'manifestPushed',
-  'manifestDeleted',
-  'tagDeleted',
-];
 
 describe('registry events', () => {
   let registry: RegistryRouter;
@@ -23,7 +10,7 @@ describe('registry events', () => {
   function setUp(progressInterval?: number) {
     registry = createRegistryRouter({ storage: new MemoryStorage(), progressInterval });
     events = [];
-    for (const name of EVENT_NAMES) {
+    for (const name of REGISTRY_EVENT_NAMES) {
       // One recorder for every event name; `as never` bridges the per-name listener types.
       registry.events.on(name, ((payload: unknown) => events.push([name, payload])) as never);
     }

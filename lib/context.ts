@@ -99,5 +99,9 @@ export function requestBody(req: RegistryRequest): Readable {
       'the request body was consumed by a middleware before the registry router; mount the router before body parsers, or exclude its paths from them',
     );
   }
+  // A client that left while the registry was looking things up: its stream will never end.
+  if (req.destroyed && !req.readableEnded) {
+    throw new RegistryError('BLOB_UPLOAD_INVALID', 'the client closed the connection before its body was read');
+  }
   return req;
 }

@@ -162,7 +162,15 @@ export class RegistryStore {
       declaredLength === undefined
         ? new Meter(running, maxBlobSize - expectedSize, tooLarge, meterOptions)
         : new Meter(running, declaredLength, () => rangeError(expectedSize, `the body is longer than the ${declaredLength} bytes its Content-Range declares`), meterOptions);
-    body.once('error', (error) => meter.destroy(error));
+    let bodyFailed = false;
+    const forwardBodyError = (error: Error) => {
+      bodyFailed = true;
+      meter.destroy(error);
+    };
+    body.once('error', forwardBodyError);
+    // The adapter may start reading only after its own awaits (a lock); until it listens, a body
+    // that fails (a client gone) must not turn into an uncaught 'error' on the meter.
+    meter.on('error', () => undefined);
     body.pipe(meter);
     try {
       const newSize = await this.adapter.appendUpload(session.id, expectedSize, meter);
@@ -172,7 +180,10 @@ export class RegistryStore {
       return newSize;
     } catch (error) {
       body.unpipe(meter);
+      if (bodyFailed) throw new RegistryError('BLOB_UPLOAD_INVALID', 'the body ended early: the client closed the connection');
       throw translateUploadError(error, session);
+    } finally {
+      body.removeListener('error', forwardBodyError);
     }
   }
 

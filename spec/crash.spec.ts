@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, readlink, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { bytes, request, sha256 } from './support/http';
@@ -30,7 +30,7 @@ async function startServer(script: string, dataDir: string, env: Record<string, 
     let output = '';
     child.stdout!.on('data', (chunk: Buffer) => {
       output += chunk.toString();
-      const match = /listening (?:on http:\/\/127\.0\.0\.1:)?(\d+)/.exec(output);
+      const match = /listening (?:on http:\/\/127\.0\.0\.1:)?(\d+)\s/.exec(output);
       if (match) resolve(match[1]);
     });
     child.once('exit', () => reject(new Error(`server exited before listening: ${output}`)));
@@ -87,7 +87,7 @@ describe('crash safety: SIGKILL at any moment, restart on the same folder, resum
     await kill(first);
     await expect(patch.response).rejects.toThrow();
     // The PATCH was in flight: its lock file names the dead process.
-    expect(await readFile(join(dataDir, 'uploads', id, 'lock'), 'utf8')).toMatch(new RegExp(` ${first.child.pid}$`));
+    expect(await readlink(join(dataDir, 'uploads', id, 'lock'))).toMatch(new RegExp(` ${first.child.pid}$`));
 
     const second = await startServer(EXAMPLE_SERVER, dataDir);
     expect(await storedSize(second.url, location)).toBe(1_000_000);

@@ -90,22 +90,32 @@ function blobLink(repository, digest, name) {
   return el('a', { href: `/v2/${repository}/blobs/${digest}`, download: name || digest.replace(':', '-') }, 'download');
 }
 
-function descriptorTable(repository, descriptors, withDownload) {
-  const head = el('tr', {}, el('th', {}, 'title'), el('th', {}, 'media type'), el('th', {}, 'size'), el('th', {}, 'digest'));
-  if (withDownload) head.append(el('th', {}, ''));
+/**
+ * A table of descriptors. Blobs (`link: 'download'`) get download links; manifests (`link: 'open'`)
+ * open in the manifest view. An artifact type column appears when any descriptor has one.
+ */
+function descriptorTable(repository, descriptors, link) {
+  const withArtifactType = descriptors.some((descriptor) => descriptor.artifactType);
+  const head = el('tr', {}, el('th', {}, 'title'), el('th', {}, 'media type'));
+  if (withArtifactType) head.append(el('th', {}, 'artifact type'));
+  head.append(el('th', {}, 'size'), el('th', {}, 'digest'), el('th', {}, ''));
   const table = el('table', {}, el('thead', {}, head));
   const body = el('tbody');
   for (const descriptor of descriptors) {
     const title = descriptor.annotations?.[TITLE] ?? '';
-    const row = el(
-      'tr',
-      {},
-      el('td', {}, title),
-      el('td', {}, el('code', {}, descriptor.mediaType)),
-      el('td', {}, formatSize(descriptor.size)),
-      el('td', {}, el('code', { title: descriptor.digest }, `${descriptor.digest.slice(0, 19)}…`)),
-    );
-    if (withDownload) row.append(el('td', {}, blobLink(repository, descriptor.digest, title)));
+    const row = el('tr', {}, el('td', {}, title), el('td', {}, el('code', {}, descriptor.mediaType)));
+    if (withArtifactType) row.append(el('td', {}, el('code', {}, descriptor.artifactType ?? '')));
+    row.append(el('td', { className: 'nowrap' }, formatSize(descriptor.size)), el('td', {}, el('code', { title: descriptor.digest }, `${descriptor.digest.slice(0, 19)}…`)));
+    if (link === 'download') {
+      row.append(el('td', { className: 'nowrap' }, blobLink(repository, descriptor.digest, title)));
+    } else {
+      const open = el('a', { href: '#', className: 'open' }, 'open');
+      open.addEventListener('click', (event) => {
+        event.preventDefault();
+        showManifest(repository, descriptor.digest);
+      });
+      row.append(el('td', { className: 'nowrap' }, open));
+    }
     body.append(row);
   }
   table.append(body);
@@ -139,20 +149,28 @@ async function showManifest(repository, reference) {
         el('dd', {}, manifest.artifactType ?? '—'),
       ),
     ];
+    if (manifest.subject) {
+      const subject = el('a', { href: '#', className: 'open' }, el('code', {}, manifest.subject.digest));
+      subject.addEventListener('click', (event) => {
+        event.preventDefault();
+        showManifest(repository, manifest.subject.digest);
+      });
+      parts[0].append(el('dt', {}, 'subject'), el('dd', {}, subject));
+    }
     if (manifest.config) {
-      parts.push(el('h3', {}, 'Config'), descriptorTable(repository, [manifest.config], true));
+      parts.push(el('h3', {}, 'Config'), descriptorTable(repository, [manifest.config], 'download'));
     }
     if (manifest.layers) {
       parts.push(el('h3', {}, `Layers (${manifest.layers.length}, ${formatSize(manifest.layers.reduce((sum, layer) => sum + layer.size, 0))})`));
-      parts.push(descriptorTable(repository, manifest.layers, true));
+      parts.push(descriptorTable(repository, manifest.layers, 'download'));
     }
     if (manifest.manifests) {
-      parts.push(el('h3', {}, 'Manifests'), descriptorTable(repository, manifest.manifests, false));
+      parts.push(el('h3', {}, 'Manifests'), descriptorTable(repository, manifest.manifests, 'open'));
     }
     if (manifest.annotations) parts.push(el('h3', {}, 'Annotations'), annotationList(manifest.annotations));
     const { body: referrers } = await getJson(`/v2/${repository}/referrers/${digest}`);
     parts.push(el('h3', {}, 'Referrers'));
-    parts.push(referrers.manifests.length ? descriptorTable(repository, referrers.manifests, false) : el('p', { className: 'empty' }, 'None.'));
+    parts.push(referrers.manifests.length ? descriptorTable(repository, referrers.manifests, 'open') : el('p', { className: 'empty' }, 'None.'));
     container.replaceChildren(...parts);
   } catch (error) {
     showError(container, error);

@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { createExampleApp } from '../../examples/app';
-import { FileSystemStorage } from '../../lib';
-import { bytes, listen } from '../support/http';
+import { FileSystemStorage, OCI_MANIFEST } from '../../lib';
+import { bytes, listen, sha256 } from '../support/http';
 
 const OUTPUT = resolve(__dirname, '../../test-output');
 
@@ -17,6 +17,7 @@ describe('the example server page in a real browser', () => {
   const eventLines: string[] = [];
 
   beforeAll(async () => {
+    mkdirSync(OUTPUT, { recursive: true });
     dataDir = mkdtempSync(join(tmpdir(), 'oci-page-data-'));
     profileDir = mkdtempSync(join(tmpdir(), 'oci-page-profile-'));
     const { app } = createExampleApp({ storage: new FileSystemStorage({ root: dataDir }), logEvent: (line) => eventLines.push(line) });
@@ -46,7 +47,7 @@ describe('the example server page in a real browser', () => {
     rmSync(profileDir, { recursive: true, force: true });
   });
 
-  it('pushes files through the form, lists the artifact, and downloads a layer back identical', async () => {
+  it('pushes files through the form, lists the artifact and its referrers, and downloads a layer back identical', async () => {
     const data = bytes(600_000, 9);
     const text = Buffer.from('hello from the browser\n');
     await page.goto(server.url);
@@ -91,8 +92,26 @@ describe('the example server page in a real browser', () => {
     expect(Buffer.compare(readFileSync((await download.path())!), data)).toBe(0);
 
     expect(eventLines.some((line) => line.startsWith('event manifestPushed repository=browser/files') && line.includes('tag=v1'))).toBe(true);
-    mkdirSync(OUTPUT, { recursive: true });
+
+    // A referrer of the artifact (as a signature would be) shows under Referrers and opens.
+    const artifact = (await page.textContent('#manifest dd code'))!;
+    const artifactSize = Number((await (await fetch(`${server.url}/v2/browser/files/manifests/v1`, { method: 'HEAD', headers: { Accept: OCI_MANIFEST } })).headers.get('content-length')));
+    const referrer = JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      artifactType: 'application/vnd.example.signature.v1',
+      config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: sha256('{}'), size: 2 },
+      layers: [{ mediaType: 'application/vnd.oci.empty.v1+json', digest: sha256('{}'), size: 2 }],
+      subject: { mediaType: OCI_MANIFEST, digest: artifact, size: artifactSize },
+    });
+    const put = await fetch(`${server.url}/v2/browser/files/manifests/${sha256(referrer)}`, { method: 'PUT', headers: { 'Content-Type': OCI_MANIFEST }, body: referrer });
+    expect(put.status).toBe(201);
+    await page.click('#tags button:text-is("v1")');
+    await page.waitForSelector('#manifest code:text-is("application/vnd.example.signature.v1")');
     await page.screenshot({ path: join(OUTPUT, 'page.png'), fullPage: true });
+    await page.click('#manifest a.open');
+    await page.waitForSelector(`#manifest dd:has-text("browser/files:${sha256(referrer)}")`);
+    expect(await page.textContent('#manifest')).toContain(`subject${artifact}`);
   }, 60_000);
 
   it('shows the registry error when a push is refused', async () => {
@@ -102,7 +121,6 @@ describe('the example server page in a real browser', () => {
     await page.click('button[type=submit]');
     await page.waitForSelector('#upload-message.error');
     expect(await page.textContent('#upload-message')).toMatch(/^Push failed: NAME_INVALID: invalid repository name/);
-    mkdirSync(OUTPUT, { recursive: true });
     await page.screenshot({ path: join(OUTPUT, 'page-error.png'), fullPage: true });
   }, 30_000);
 });

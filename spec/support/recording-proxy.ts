@@ -10,9 +10,11 @@ export interface ProxiedRequest {
   status: number;
   /** Request body bytes the client sent. */
   bodyBytes: number;
+  /** Which upstream served it (its index in the list the proxy was started with). */
+  upstream: number;
 }
 
-/** A transparent HTTP proxy in front of one upstream server that records every request. */
+/** A transparent HTTP proxy in front of one or more upstream servers that records every request. */
 export interface RecordingProxy {
   /** `http://127.0.0.1:<port>` */
   url: string;
@@ -25,12 +27,16 @@ export interface RecordingProxy {
 /**
  * Starts a proxy that forwards every request to `upstream` unchanged (Host included, so relative
  * and absolute `Location`s keep the client on the proxy) and records what the client sent. It
- * shows what went over the wire without relying on the server's own logs.
+ * shows what went over the wire without relying on the server's own logs. Given several
+ * upstreams it is a round-robin load balancer: request n goes to upstream n modulo their number.
  */
-export async function startRecordingProxy(upstream: URL): Promise<RecordingProxy> {
+export async function startRecordingProxy(upstreams: URL | URL[]): Promise<RecordingProxy> {
+  const targets = Array.isArray(upstreams) ? upstreams : [upstreams];
   const requests: ProxiedRequest[] = [];
   const server = await listen((req, res) => {
-    const record: ProxiedRequest = { method: req.method ?? '', url: req.url ?? '', status: 0, bodyBytes: 0 };
+    const index = requests.length % targets.length;
+    const upstream = targets[index];
+    const record: ProxiedRequest = { method: req.method ?? '', url: req.url ?? '', status: 0, bodyBytes: 0, upstream: index };
     requests.push(record);
     req.on('data', (chunk: Buffer) => (record.bodyBytes += chunk.length));
     const forwarded = http.request(

@@ -1,9 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, readFile, readlink, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, readlink, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { bytes, request, sha256 } from './support/http';
+import { expectOnlyVerifiedContent } from './support/storage-files';
 import { openRequest, storedSize, waitFor } from './support/streaming';
 
 const PROJECT = join(__dirname, '..');
@@ -41,26 +41,6 @@ async function startServer(script: string, dataDir: string, env: Record<string, 
 async function kill(server: Server): Promise<void> {
   server.child.kill('SIGKILL');
   expect(await server.exited).toBe('SIGKILL');
-}
-
-async function filesUnder(dir: string): Promise<string[]> {
-  const entries = await readdir(dir, { withFileTypes: true, recursive: true }).catch(() => []);
-  return entries.filter((entry) => entry.isFile()).map((entry) => join(entry.parentPath, entry.name));
-}
-
-/**
- * The folder-level invariant: every file under content/ hashes to the digest its path names,
- * and every blob link in a repository points at such content.
- */
-async function expectOnlyVerifiedContent(dataDir: string): Promise<void> {
-  for (const file of await filesUnder(join(dataDir, 'content'))) {
-    const [algorithm, , hex] = relative(join(dataDir, 'content'), file).split('/');
-    expect(createHash(algorithm).update(await readFile(file)).digest('hex')).toBe(hex);
-  }
-  for (const link of await filesUnder(join(dataDir, 'documents', 'repositories'))) {
-    const match = /\/_blobs\/(sha256|sha512)\/([0-9a-f]+)$/.exec(link);
-    if (match) await stat(join(dataDir, 'content', match[1], match[2].slice(0, 2), match[2]));
-  }
 }
 
 describe('crash safety: SIGKILL at any moment, restart on the same folder, resume', () => {

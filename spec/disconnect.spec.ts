@@ -1,11 +1,10 @@
-import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import express from 'express';
 import { createRegistryRouter, FileSystemStorage, type RegistryRouter } from '../lib';
-import { openFilesUnder } from './support/fds';
+import { expectOnlyVerifiedContent, filesUnder, openFilesUnder } from './support/storage-files';
 import { bytes, listen, request, sha256 } from './support/http';
 import { makeImage, OCI_MANIFEST } from './support/oci';
 import { storedSize, waitFor } from './support/streaming';
@@ -35,11 +34,6 @@ function disconnect(url: string, method: string, headers: Record<string, string>
   });
 }
 
-async function filesUnder(dir: string): Promise<string[]> {
-  const entries = await readdir(dir, { withFileTypes: true, recursive: true }).catch(() => []);
-  return entries.filter((entry) => entry.isFile() || entry.isSymbolicLink()).map((entry) => join(entry.parentPath, entry.name));
-}
-
 describe('client disconnects leave nothing half-written or leaked', () => {
   let root: string;
   let registry: RegistryRouter;
@@ -67,10 +61,7 @@ describe('client disconnects leave nothing half-written or leaked', () => {
     await waitFor('the server to finish the aborted request', () => openFilesUnder(root), (files) => files.length === 0);
     await waitFor('locks to be released', () => filesUnder(join(root, 'uploads')), (files) => files.every((file) => !file.endsWith('/lock')));
     expect(await filesUnder(join(root, 'tmp'))).toEqual([]);
-    for (const file of await filesUnder(join(root, 'content'))) {
-      const [algorithm, , hex] = relative(join(root, 'content'), file).split('/');
-      expect(createHash(algorithm).update(await readFile(file)).digest('hex')).toBe(hex);
-    }
+    await expectOnlyVerifiedContent(root);
     const state = registry.store as unknown as { inUse: Map<string, number>; runningHashes: Map<string, unknown> };
     await waitFor('in-flight requests to end', async () => state.inUse.size, (size) => size === 0);
     // Running hashes are kept only for sessions that still exist.

@@ -4,8 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import supertest from 'supertest';
 import { FileSystemStorage, MemoryStorage } from '../lib';
-import { openFilesUnder } from './support/fds';
+import { openFilesUnder } from './support/storage-files';
 import { bytes, chunked, listen, makeApp, request, sha256 } from './support/http';
+import { openRequest } from './support/streaming';
 
 describe('limits', () => {
   let root: string;
@@ -120,6 +121,20 @@ describe('limits', () => {
         });
         expect(rest.status).toBe(202);
         expect((await request(`${server.url}${location}?digest=${sha256(data)}`, { method: 'PUT' })).status).toBe(201);
+      } finally {
+        await server.close();
+      }
+    });
+
+    it('ends a manifest PUT whose client stops sending with 408 MANIFEST_INVALID', async () => {
+      const server = await listen(makeApp(new MemoryStorage(), { bodyIdleTimeout: 200 }));
+      try {
+        const put = openRequest(`${server.url}/v2/a/manifests/v1`, 'PUT', { 'Content-Type': 'application/vnd.oci.image.manifest.v1+json', 'Content-Length': '1000' });
+        await put.send(Buffer.from('{"schemaVersion":'));
+        const res = await put.response;
+        expect(res.status).toBe(408);
+        expect(JSON.parse(res.body.toString()).errors[0].code).toBe('MANIFEST_INVALID');
+        expect((await request(`${server.url}/v2/a/manifests/v1`, { method: 'HEAD' })).status).toBe(404);
       } finally {
         await server.close();
       }

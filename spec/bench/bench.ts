@@ -486,7 +486,8 @@ function summary(target: Row) {
   };
   const ours = pick('ours');
   const reference = pick('reference');
-  const ratio = ours && reference ? ours.median / reference.median : undefined;
+  // No ratio against a reference figure of zero (a memory peak below what /proc resolves).
+  const ratio = ours && reference && reference.median > 0 ? ours.median / reference.median : undefined;
   return { workload: target.workload, unit: target.unit, higherIsBetter: target.higherIsBetter, ours, reference, ratio, limit: target.limit };
 }
 
@@ -509,7 +510,7 @@ function printTable(): void {
       format(s.limit),
       s.ours ? `${Math.round(s.ours.serverCpu * 100)}%` : '-',
       s.reference ? `${Math.round(s.reference.serverCpu * 100)}%` : '-',
-      `${Math.round(Math.max(s.ours?.clientCpu ?? 0, s.reference?.clientCpu ?? 0) * 100)}%`,
+      s.ours || s.reference ? `${Math.round(Math.max(s.ours?.clientCpu ?? 0, s.reference?.clientCpu ?? 0) * 100)}%` : '-',
     ];
   });
   const widths = header.map((name, column) => Math.max(name.length, ...lines.map((line) => line[column].length)));

@@ -75,6 +75,32 @@ describe('purging stale upload sessions', () => {
     }
   });
 
+  it('a request that arrives while its session is being purged finds it gone', async () => {
+    const storage = new MemoryStorage();
+    let releaseDelete!: () => void;
+    const deleteReached = new Promise<void>((reached) => {
+      const gate = new Promise<void>((release) => (releaseDelete = release));
+      const deleteUpload = storage.deleteUpload.bind(storage);
+      storage.deleteUpload = async (id) => {
+        reached();
+        await gate;
+        return deleteUpload(id);
+      };
+    });
+    const router = createRegistryRouter({ storage, uploadPurging: false });
+    const agent = supertest(express().use(router));
+    const location = (await agent.post('/v2/a/blobs/uploads/').expect(202)).headers.location;
+    const purged = router.purgeStaleUploads(0);
+    await deleteReached;
+    // The purger holds the session: a PATCH now must not write into it.
+    const patch = await agent.patch(location).set('Content-Type', 'application/octet-stream').send(Buffer.from('late bytes'));
+    expect(patch.status).toBe(404);
+    expect(patch.body.errors[0].code).toBe('BLOB_UPLOAD_UNKNOWN');
+    releaseDelete();
+    expect(await purged).toEqual([location.split('/').pop()]);
+    await agent.get(location).expect(404);
+  });
+
   it('runs on its interval (fake timers), and not at all when turned off', async () => {
     jest.useFakeTimers({ doNotFake: ['nextTick', 'setImmediate', 'queueMicrotask'] });
     try {

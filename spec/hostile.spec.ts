@@ -92,6 +92,8 @@ function expectSane(res: { status: number; body: Buffer }, method: string, what:
   }
 }
 
+const WELL_FORMED_DIGEST = /^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/;
+
 function rangeSize(header: unknown): number {
   const match = /^0-(\d+)$/.exec(String(header));
   if (!match) throw new Error(`bad Range header ${String(header)}`);
@@ -152,10 +154,13 @@ describe.each([
                 await verify(res.headers.location!, digest, op.digest === 'model' ? Buffer.concat([acked, body]) : undefined);
                 location = await open();
                 acked = Buffer.alloc(0);
-              } else if (body.length > 0 && res.status === 400) {
-                // A wrong digest after a last chunk keeps the chunk: the session moved on.
+              } else if (body.length > 0 && res.status === 400 && WELL_FORMED_DIGEST.test(digest)) {
+                // The last chunk is stored before a well-formed digest is checked, so a wrong one
+                // leaves the session holding the chunk. (Its Range cannot tell 0 bytes from 1, so
+                // the model decides by the digest's form, then checks against the Range.)
+                acked = Buffer.concat([acked, body]);
                 const status = await send('GET', location);
-                if (status.status === 204 && rangeSize(status.headers.range) > Math.max(acked.length, 1)) acked = Buffer.concat([acked, body]);
+                if (acked.length > 1 && rangeSize(status.headers.range) !== acked.length) throw new Error('a refused PUT lost or added bytes');
               }
             } else if (op.kind === 'status') {
               const res = await send('GET', `${location}?${op.query}`);

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { Readable } from 'node:stream';
+import { once } from 'node:events';
+import { PassThrough, Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -80,7 +81,7 @@ type Multipart = NonNullable<UploadState['multipart']>;
 interface UploadWriterIo {
   unseal(id: string, state: UploadState): Promise<UploadState>;
   createMultipart(id: string): Promise<Multipart>;
-  uploadPart(multipart: Multipart, number: number, bytes: Buffer): Promise<string>;
+  uploadPart(multipart: Multipart, number: number, body: Readable, length: number, signal: AbortSignal): Promise<string>;
   writeTail(id: string, bytes: Buffer): Promise<ObjectSpan>;
   readSpan(span: ObjectSpan): Promise<Readable>;
   writeState(id: string, state: UploadState): Promise<void>;
@@ -130,7 +131,7 @@ export class S3Storage implements StorageAdapter {
   private readonly writerIo: UploadWriterIo = {
     unseal: (id, state) => this.unseal(id, state),
     createMultipart: (id) => this.createMultipart(id),
-    uploadPart: (multipart, number, bytes) => this.uploadPart(multipart, number, bytes),
+    uploadPart: (multipart, number, body, length, signal) => this.uploadPart(multipart, number, body, length, signal),
     writeTail: (id, bytes) => this.writeTail(id, bytes),
     readSpan: (span) => this.readSpan(span),
     writeState: (id, state) => this.writeState(id, state),
@@ -151,6 +152,8 @@ export class S3Storage implements StorageAdapter {
       // aws-chunked bodies that the SDK's default checksums bring.
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
+      // Parts stream as their bytes arrive; waiting for "100 Continue" before each would stall them.
+      expectContinueHeader: false,
       ...options.clientOptions,
     });
     this.bucket = new Bucket(this.client, options.bucket);
@@ -355,17 +358,18 @@ export class S3Storage implements StorageAdapter {
     return { key, uploadId: created.UploadId!, parts: [] };
   }
 
-  /** Uploads one part from memory; resolves to its ETag. */
-  private async uploadPart(multipart: Multipart, number: number, bytes: Buffer): Promise<string> {
+  /** Uploads one part of `length` bytes as `body` streams them; resolves to its ETag. */
+  private async uploadPart(multipart: Multipart, number: number, body: Readable, length: number, signal: AbortSignal): Promise<string> {
     const uploaded = await this.client.send(
       new UploadPartCommand({
         Bucket: this.bucket.name,
         Key: multipart.key,
         UploadId: multipart.uploadId,
         PartNumber: number,
-        Body: bytes,
-        ContentLength: bytes.length,
+        Body: body,
+        ContentLength: length,
       }),
+      { abortSignal: signal },
     );
     return uploaded.ETag!;
   }
@@ -471,16 +475,40 @@ function partSizeFor(first: number, number: number): number {
   return Math.min(first * 2 ** Math.floor((number - 1) / PARTS_PER_SIZE_STEP), MAX_PART_SIZE);
 }
 
+/** A part being uploaded: its bytes stream to S3 as they arrive. */
+interface PartInFlight {
+  number: number;
+  size: number;
+  body: PassThrough;
+  abort: AbortController;
+  etag: Promise<string>;
+  /** The ETag, once S3 has answered. */
+  answered?: string;
+}
+
+/** Parts whose bytes are all sent while S3 has not answered yet, per append. */
+const PARTS_AWAITING_ANSWER = 4;
+
 /**
- * One append's view of an upload: fills a buffer of one part from the body, uploads it when it
- * is full, and at the end writes what is left as the new tail and records the new state.
+ * One append's view of an upload. Bytes stream on to S3 as they arrive: a part's request starts
+ * once half a part is at hand (at once after a full part) and is sent the rest as it comes,
+ * while the next part starts
+ * before S3 has answered for the previous ones (up to {@link PARTS_AWAITING_ANSWER}), so the
+ * per-request latency of an object store does not stall the client. The current part's bytes
+ * are also kept in a buffer (at most one part) because the body may end before the part is
+ * full: that part's request is then aborted and the buffer becomes the new tail. Parts are
+ * recorded in the state in order, as S3 confirms them.
  */
 class UploadWriter {
   private buffer: Buffer;
   private filled = 0;
   /** Whether bytes were added, so the state must be written. */
   private grew = false;
-  /** State checkpoints after each part, written in order while the next part fills. */
+  private part?: PartInFlight;
+  /** Whether this append has filled a part: the body is a stream, so the next part starts at once. */
+  private streaming = false;
+  private readonly sent: PartInFlight[] = [];
+  /** State checkpoints after each part, written in order while later parts stream. */
   private checkpoint: Promise<void> = Promise.resolve();
   private checkpointError: unknown;
   private readonly replacedTail?: ObjectSpan;
@@ -488,10 +516,10 @@ class UploadWriter {
   private constructor(
     private readonly io: UploadWriterIo,
     private readonly id: string,
-    /** The upload's state as of the bytes handed to S3 so far (the buffer is not in it yet). */
+    /** The upload's state as of the bytes S3 has confirmed (the buffer and parts in flight are not in it). */
     readonly state: UploadState,
   ) {
-    this.buffer = Buffer.allocUnsafe(this.partSize);
+    this.buffer = Buffer.allocUnsafe(this.nextPartSize());
     this.replacedTail = state.tail;
   }
 
@@ -500,27 +528,48 @@ class UploadWriter {
     const state = stored.sealed ? await io.unseal(id, stored) : stored;
     const writer = new UploadWriter(io, id, state);
     if (state.tail && state.tail.size > 0) {
-      for await (const chunk of await io.readSpan(state.tail)) writer.copyIn(chunk as Buffer);
+      for await (const chunk of await io.readSpan(state.tail)) {
+        (chunk as Buffer).copy(writer.buffer, writer.filled);
+        writer.filled += (chunk as Buffer).length;
+      }
     }
     return writer;
   }
 
-  /** Takes a chunk of the body, uploading each part as it fills. */
+  /** Takes a chunk of the body. */
   async write(chunk: Buffer): Promise<void> {
-    let offset = 0;
-    while (offset < chunk.length) {
-      offset += this.copyIn(offset === 0 ? chunk : chunk.subarray(offset));
+    for (let offset = 0; offset < chunk.length; ) {
+      const piece = chunk.subarray(offset, offset + this.buffer.length - this.filled);
+      piece.copy(this.buffer, this.filled);
+      this.filled += piece.length;
+      offset += piece.length;
       this.grew = true;
-      if (this.filled === this.buffer.length) await this.flushPart();
+      if (this.part) await this.send(piece);
+      else if (this.streaming || this.filled * 2 >= this.buffer.length) await this.startPart();
+      if (this.filled === this.buffer.length) this.endPart();
     }
   }
 
-  /** Writes the bytes left in the buffer as the tail, and the final state. */
+  /**
+   * Waits for S3 to confirm the parts sent, writes the bytes of an unfinished part as the tail,
+   * and records the final state. When a part fails, the state ends before it and the error is
+   * thrown: the bytes after it are not kept, and the stored size says so.
+   */
   async finish(): Promise<void> {
     if (!this.grew) return;
+    if (this.part) {
+      this.part.abort.abort();
+      this.part.body.destroy();
+      await this.part.etag.catch(() => undefined);
+    }
+    let failure: unknown;
+    for (const part of [...this.sent]) {
+      if (failure) await part.etag.catch(() => undefined);
+      else await part.etag.catch((error: unknown) => (failure = error));
+    }
     const state = this.state;
     const newBytes = this.filled - (state.tail?.size ?? 0);
-    if (newBytes > 0) {
+    if (!failure && newBytes > 0) {
       state.tail = await this.io.writeTail(this.id, this.buffer.subarray(0, this.filled));
       state.size += newBytes;
     }
@@ -528,36 +577,65 @@ class UploadWriter {
     if (this.checkpointError) throw this.checkpointError;
     await this.io.writeState(this.id, state);
     if (this.replacedTail && state.tail !== this.replacedTail) await this.io.discard(this.replacedTail.key);
+    if (failure) throw failure;
   }
 
-  private get partSize(): number {
-    return partSizeFor(this.state.partSize, (this.state.multipart?.parts.length ?? 0) + 1);
+  private nextPartSize(): number {
+    return partSizeFor(this.state.partSize, (this.state.multipart?.parts.length ?? 0) + this.sent.length + 1);
   }
 
-  /** Copies as much of `chunk` as fits into the buffer; returns how much. */
-  private copyIn(chunk: Buffer): number {
-    const copied = chunk.copy(this.buffer, this.filled, 0, Math.min(chunk.length, this.buffer.length - this.filled));
-    this.filled += copied;
-    return copied;
-  }
-
-  private async flushPart(): Promise<void> {
+  /** Opens the request for the part the buffer is filling, and sends what the buffer holds. */
+  private async startPart(): Promise<void> {
     const state = this.state;
     state.multipart ??= await this.io.createMultipart(this.id);
-    const number = state.multipart.parts.length + 1;
+    while (this.sent.length >= PARTS_AWAITING_ANSWER) await this.sent[0].etag;
+    const number = state.multipart.parts.length + this.sent.length + 1;
     if (number > MAX_PARTS) throw new Error(`upload ${this.id} would exceed ${MAX_PARTS} parts`);
-    const etag = await this.io.uploadPart(state.multipart, number, this.buffer);
-    // The tail's bytes were the start of this part.
-    state.size += this.filled - (state.tail?.size ?? 0);
-    state.tail = undefined;
-    state.multipart.parts.push({ number, etag, size: this.filled });
+    const body = new PassThrough({ highWaterMark: 1024 * 1024 });
+    const abort = new AbortController();
+    const etag = this.io.uploadPart(state.multipart, number, body, this.buffer.length, abort.signal);
+    const part: PartInFlight = { number, size: this.buffer.length, body, abort, etag };
+    // Failures are read where the writer waits for answers; here they must not count as unhandled.
+    etag.then((answer) => {
+      part.answered = answer;
+      this.recordAnswered();
+    }, () => undefined);
+    this.part = part;
+    await this.send(this.buffer.subarray(0, this.filled));
+  }
+
+  /** Streams bytes into the current part's request, waiting while its socket is full. */
+  private async send(bytes: Buffer): Promise<void> {
+    const part = this.part!;
+    if (!part.body.write(bytes)) await Promise.race([once(part.body, 'drain'), part.etag]);
+  }
+
+  /** The buffer is full: the part's request has all its bytes; the next part gets a new buffer. */
+  private endPart(): void {
+    this.part!.body.end();
+    this.sent.push(this.part!);
+    this.streaming = true;
+    this.part = undefined;
     this.filled = 0;
-    if (this.buffer.length !== this.partSize) this.buffer = Buffer.allocUnsafe(this.partSize);
-    const snapshot = JSON.parse(JSON.stringify(state)) as UploadState;
-    this.checkpoint = this.checkpoint
-      .then(() => this.io.writeState(this.id, snapshot))
-      .catch((error: unknown) => {
-        this.checkpointError ??= error;
-      });
+    // A new buffer rather than a reused one: the old one may still be queued for sending.
+    this.buffer = Buffer.allocUnsafe(this.nextPartSize());
+  }
+
+  /** Records the parts S3 has confirmed, in order, each with a state checkpoint. */
+  private recordAnswered(): void {
+    const state = this.state;
+    while (this.sent[0]?.answered !== undefined) {
+      const part = this.sent.shift()!;
+      // The tail's bytes were the start of the first part.
+      state.size += part.size - (state.tail?.size ?? 0);
+      state.tail = undefined;
+      state.multipart!.parts.push({ number: part.number, etag: part.answered!, size: part.size });
+      const snapshot = JSON.parse(JSON.stringify(state)) as UploadState;
+      this.checkpoint = this.checkpoint
+        .then(() => this.io.writeState(this.id, snapshot))
+        .catch((error: unknown) => {
+          this.checkpointError ??= error;
+        });
+    }
   }
 }

@@ -13,6 +13,7 @@
  * computed before timing. Rounds alternate which upload goes first.
  */
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import { join, resolve } from 'node:path';
@@ -109,8 +110,19 @@ async function main(): Promise<void> {
     return seconds;
   }
 
+  /** CPU seconds the registry process has used so far (Linux /proc; NaN elsewhere). */
+  function registryCpuSeconds(): number {
+    try {
+      const fields = readFileSync(`/proc/${instance.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+      return (Number(fields[11]) + Number(fields[12])) / 100;
+    } catch {
+      return Number.NaN;
+    }
+  }
+
   async function throughRegistry(round: number): Promise<number> {
     const repository = `bench/round${round}`;
+    const cpuBefore = registryCpuSeconds();
     const started = process.hrtime.bigint();
     const opened = await send(`${registry}/v2/${repository}/blobs/uploads/`, 'POST');
     const patched = await send(`${registry}${opened.headers.location}`, 'PATCH', payload());
@@ -118,6 +130,7 @@ async function main(): Promise<void> {
     const put = await send(`${registry}${patched.headers.location}?digest=${digest}`, 'PUT');
     if (put.status !== 201) throw new Error(`PUT answered ${put.status}: ${put.text}`);
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    console.log(`round ${round + 1} registry process CPU ${(registryCpuSeconds() - cpuBefore).toFixed(2)} s`);
     await send(`${registry}/v2/${repository}/blobs/${digest}`, 'DELETE');
     return seconds;
   }

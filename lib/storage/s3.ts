@@ -505,6 +505,8 @@ class UploadWriter {
   /** Whether bytes were added, so the state must be written. */
   private grew = false;
   private part?: PartInFlight;
+  /** The request of the part after the current one, opened ahead of its bytes. */
+  private opened?: PartInFlight;
   /** Whether this append has filled a part: the body is a stream, so the next part starts at once. */
   private streaming = false;
   private readonly sent: PartInFlight[] = [];
@@ -557,11 +559,7 @@ class UploadWriter {
    */
   async finish(): Promise<void> {
     if (!this.grew) return;
-    if (this.part) {
-      this.part.abort.abort();
-      this.part.body.destroy();
-      await this.part.etag.catch(() => undefined);
-    }
+    for (const part of [this.part, this.opened]) if (part) await this.abandon(part);
     let failure: unknown;
     for (const part of [...this.sent]) {
       if (failure) await part.etag.catch(() => undefined);
@@ -580,8 +578,9 @@ class UploadWriter {
     if (failure) throw failure;
   }
 
-  private nextPartSize(): number {
-    return partSizeFor(this.state.partSize, (this.state.multipart?.parts.length ?? 0) + this.sent.length + 1);
+  /** The size of the part after the current one (and `later` more). */
+  private nextPartSize(later = 0): number {
+    return partSizeFor(this.state.partSize, (this.state.multipart?.parts.length ?? 0) + this.sent.length + 1 + later);
   }
 
   /** Opens the request for the part the buffer is filling, and sends what the buffer holds. */
@@ -590,19 +589,41 @@ class UploadWriter {
     state.multipart ??= await this.io.createMultipart(this.id);
     while (this.sent.length >= PARTS_AWAITING_ANSWER) await this.sent[0].etag;
     const number = state.multipart.parts.length + this.sent.length + 1;
+    const opened = this.opened;
+    this.opened = undefined;
+    this.part = opened?.number === number ? opened : this.openPart(number, this.buffer.length);
+    if (opened && opened !== this.part) await this.abandon(opened);
+    // In a stream, the next part's request opens now, so the server's per-request setup is done
+    // by the time its bytes come.
+    if (this.streaming && number < MAX_PARTS) this.opened = this.openPart(number + 1, this.nextPartSize(1));
+    await this.send(this.buffer.subarray(0, this.filled));
+  }
+
+  /** Starts the request of part `number`, which will carry `size` bytes as they are sent. */
+  private openPart(number: number, size: number): PartInFlight {
     if (number > MAX_PARTS) throw new Error(`upload ${this.id} would exceed ${MAX_PARTS} parts`);
     const body = new PassThrough({ highWaterMark: 1024 * 1024 });
     const abort = new AbortController();
-    const etag = this.io.uploadPart(state.multipart, number, body, this.buffer.length, abort.signal);
-    const part: PartInFlight = { number, size: this.buffer.length, body, abort, etag };
+    const etag = this.io.uploadPart(this.state.multipart!, number, body, size, abort.signal);
+    const part: PartInFlight = { number, size, body, abort, etag };
     // Failures are read where the writer waits for answers; here they must not count as unhandled.
-    etag.then((answer) => {
-      part.answered = answer;
-      this.recordAnswered();
-    }, () => undefined);
-    this.part = part;
-    await this.send(this.buffer.subarray(0, this.filled));
+    etag.then(
+      (answer) => {
+        part.answered = answer;
+        this.recordAnswered();
+      },
+      () => undefined,
+    );
+    return part;
   }
+
+  /** Cancels a part's request; the multipart upload forgets the part. */
+  private async abandon(part: PartInFlight): Promise<void> {
+    part.abort.abort();
+    part.body.destroy();
+    await part.etag.catch(() => undefined);
+  }
+
 
   /** Streams bytes into the current part's request, waiting while its socket is full. */
   private async send(bytes: Buffer): Promise<void> {

@@ -318,6 +318,11 @@ export class RegistryStore {
     return this.adapter.statContent(contentKey(digest));
   }
 
+  /** A URL the adapter offers for fetching a blob directly (see `StorageAdapter.contentUrl`), if any. */
+  async blobUrl(digest: Digest): Promise<string | undefined> {
+    return this.adapter.contentUrl?.(contentKey(digest));
+  }
+
   /** Streams a blob's bytes, whole or a range. */
   async openBlob(digest: Digest, range?: ByteRange): Promise<Readable> {
     return this.adapter.readContent(contentKey(digest), range);

@@ -111,6 +111,27 @@ const MiB = 1024 * 1024;
     other.client.destroy();
   });
 
+  it('answers blob GETs with a redirect to a presigned URL when asked to', async () => {
+    const redirecting = new S3Storage({ ...settings!, prefix: test.prefix, presignedReadSeconds: 60 });
+    const app = makeApp(redirecting);
+    const data = bytes(6 * MiB + 3, 11);
+    const digest = sha256(data);
+    await supertest(app).post(`/v2/s3/presigned/blobs/uploads/?digest=${digest}`).set('Content-Type', 'application/octet-stream').send(data).expect(201);
+    const redirected = await supertest(app).get(`/v2/s3/presigned/blobs/${digest}`).expect(307);
+    expect(redirected.headers['docker-content-digest']).toBe(digest);
+    const url = redirected.headers.location;
+    expect(url.startsWith(`${settings!.endpoint}/`)).toBe(true);
+    const whole = await request(url, { method: 'GET' });
+    expect([whole.status, whole.body.equals(data)]).toEqual([200, true]);
+    const ranged = await request(url, { method: 'GET', headers: { Range: 'bytes=100-199' } });
+    expect([ranged.status, ranged.body.equals(data.subarray(100, 200))]).toEqual([206, true]);
+    await supertest(app).head(`/v2/s3/presigned/blobs/${digest}`).expect(200).expect('Content-Length', String(data.length));
+    // Without the option, the same blob streams through the registry.
+    const streamed = await supertest(makeApp(storage)).get(`/v2/s3/presigned/blobs/${digest}`).buffer(true).expect(200);
+    expect((streamed.body as Buffer).equals(data)).toBe(true);
+    redirecting.client.destroy();
+  });
+
   it('takes one streamed PATCH of unknown length through the router', async () => {
     const server = await listen(makeApp(storage));
     try {

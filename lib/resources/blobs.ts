@@ -24,6 +24,12 @@ class BlobHandler {
         headers: { 'Content-Range': `bytes */${info.size}` },
       });
     }
+    const url = withBody ? await store.blobUrl(digest) : undefined;
+    if (url) {
+      this.log('redirecting to the storage for %s', digest.value);
+      sendEmpty(res, 307, { Location: url, 'Docker-Content-Digest': digest.value });
+      return;
+    }
     const headers: Record<string, string> = {
       'Content-Type': 'application/octet-stream',
       'Docker-Content-Digest': digest.value,

@@ -84,6 +84,13 @@ export interface StorageAdapter {
   /** Streams content, whole or an inclusive byte range. Rejects with {@link NotFoundError}. */
   readContent(key: string, range?: ByteRange): Promise<Readable>;
 
+  /**
+   * Optional: a URL from which a client can fetch the content under `key` directly (a presigned
+   * object-store URL), whole, with any Range it sends applying there. Blob GETs are then answered
+   * with a 307 redirect to it; undefined streams the content through the registry as usual.
+   */
+  contentUrl?(key: string): Promise<string | undefined>;
+
   /** Removes content; no error when it does not exist. */
   deleteContent(key: string): Promise<void>;
 

@@ -5,11 +5,13 @@ import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
+  GetObjectCommand,
   S3Client,
   UploadPartCommand,
   UploadPartCopyCommand,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { moduleLogger } from '../log';
 import type { ByteRange } from '../range';
 import {
@@ -25,6 +27,13 @@ import { Bucket, isMissing } from './s3-bucket';
 import { ClaimTable, type Claim } from './s3-claims';
 
 const log = moduleLogger('s3');
+const sdkLog = log({ source: 'aws-sdk' });
+const sdkLogger = {
+  debug: () => undefined,
+  info: () => undefined,
+  warn: (...content: unknown[]) => sdkLog('%s', content.join(' ')),
+  error: (...content: unknown[]) => sdkLog('%s', content.join(' ')),
+};
 
 /** S3's smallest part (other than the last) of a multipart upload. */
 const MIN_PART_SIZE = 5 * 1024 * 1024;
@@ -59,6 +68,12 @@ export interface S3StorageOptions {
   partSize?: number;
   /** How long an upload's claim outlives its holder's last renewal (see {@link ClaimTable}). Default 30 s. */
   claimLeaseMs?: number;
+  /**
+   * When set, blob GETs are answered with a 307 redirect to a presigned GetObject URL valid this
+   * many seconds, so the bytes go from S3 to the client directly (clients must be able to reach
+   * the endpoint). Default: off, blobs stream through the registry.
+   */
+  presignedReadSeconds?: number;
 }
 
 /** Where an upload's bytes are, as stored in its state document. */
@@ -128,6 +143,7 @@ export class S3Storage implements StorageAdapter {
   private readonly bucket: Bucket;
   private readonly root: string;
   private readonly claims: ClaimTable;
+  private readonly presignedReadSeconds?: number;
   private readonly writerIo: UploadWriterIo = {
     unseal: (id, state) => this.unseal(id, state),
     createMultipart: (id) => this.createMultipart(id),
@@ -154,10 +170,14 @@ export class S3Storage implements StorageAdapter {
       responseChecksumValidation: 'WHEN_REQUIRED',
       // Parts stream as their bytes arrive; waiting for "100 Continue" before each would stall them.
       expectContinueHeader: false,
+      // The SDK's own messages (e.g. for a part request aborted because the body ended short,
+      // which is expected here) go to this module's debug namespace, not to the console.
+      logger: sdkLogger,
       ...options.clientOptions,
     });
     this.bucket = new Bucket(this.client, options.bucket);
     this.root = options.prefix ? `${options.prefix}/` : '';
+    this.presignedReadSeconds = options.presignedReadSeconds;
     this.claims = new ClaimTable(this.bucket, `${this.root}claims/`, options.claimLeaseMs ?? 30_000);
   }
 
@@ -244,6 +264,16 @@ export class S3Storage implements StorageAdapter {
     const start = range?.start ?? 0;
     const end = range?.end ?? pointer.size - 1;
     return this.readSpan({ key: pointer.key, offset: pointer.offset + start, size: end - start + 1 });
+  }
+
+  async contentUrl(key: string): Promise<string | undefined> {
+    if (this.presignedReadSeconds === undefined) return undefined;
+    const pointer = await this.readPointer(key);
+    // Only a span that is its whole object can be handed out (an offset would shift the bytes).
+    if (!pointer || pointer.size === 0 || pointer.offset !== 0) return undefined;
+    return getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket.name, Key: pointer.key }), {
+      expiresIn: this.presignedReadSeconds,
+    });
   }
 
   async deleteContent(key: string): Promise<void> {

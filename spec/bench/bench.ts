@@ -486,8 +486,11 @@ function summary(target: Row) {
   };
   const ours = pick('ours');
   const reference = pick('reference');
-  // No ratio against a reference figure of zero (a memory peak below what /proc resolves).
-  const ratio = ours && reference && reference.median > 0 ? ours.median / reference.median : undefined;
+  // The median of each round's ratio: the two samples of a round ran back to back, so a change in
+  // the machine's load between rounds cancels out. None against a reference figure of zero (a
+  // memory peak below what /proc resolves).
+  const paired = ours && reference ? ours.values.map((value, round) => value / reference.values[round]).filter(Number.isFinite) : [];
+  const ratio = paired.length ? median(paired) : undefined;
   return { workload: target.workload, unit: target.unit, higherIsBetter: target.higherIsBetter, ours, reference, ratio, limit: target.limit };
 }
 
@@ -692,7 +695,8 @@ async function main(): Promise<void> {
     for (const server of servers) {
       console.log(`${server.name}: resident memory ${(server.startKiB / 1024).toFixed(1)} MiB after start, ${(statusKiB(server.pid, 'VmRSS') / 1024).toFixed(1)} MiB at the end`);
     }
-    console.log(`ratio: ours/reference (for ms and MiB rows lower is better); cpu: share of one core during the workload (median)`);
+    console.log('ratio: median over rounds of ours/reference, each pair run back to back (for ms, MiB and ns/B rows lower is better)');
+    console.log('cpu: share of one core during the workload (median); limit: the machine, same bytes, same run');
     if (flags.json) {
       const report = { startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), argv: process.argv.slice(2), machine, flags: { ...flags, workloads: [...flags.workloads] }, rows: rows.map(summary) };
       writeFileSync(flags.json, `${JSON.stringify(report, null, 2)}\n`);

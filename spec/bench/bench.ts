@@ -10,14 +10,14 @@
  * rounds; the table shows medians and the ratio ours/reference. These are measurements, never
  * test assertions.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
 import { once } from 'node:events';
-import { closeSync, fsyncSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import http from 'node:http';
 import { createServer, type AddressInfo } from 'node:net';
 import os from 'node:os';
-import { join, resolve } from 'node:path';
+import { delimiter, join, resolve } from 'node:path';
 
 const MiB = 1 << 20;
 const MB = 1e6;
@@ -153,9 +153,11 @@ async function startOurs(dir: string, nodeArgs: string[]): Promise<Server> {
 }
 
 async function startReference(dir: string): Promise<Server | undefined> {
-  const found = spawnSync('sh', ['-c', 'command -v docker-registry'], { encoding: 'utf8' });
-  const binary = found.stdout.trim();
-  if (found.status !== 0 || !binary) {
+  const binary = (process.env.PATH ?? '')
+    .split(delimiter)
+    .map((dir) => join(dir, 'docker-registry'))
+    .find((path) => existsSync(path));
+  if (!binary) {
     console.log('docker-registry is not installed, so only our server runs. Install the reference with:\n  apt-get install -y docker-registry\n');
     return undefined;
   }
@@ -569,7 +571,8 @@ async function main(): Promise<void> {
   const startedAt = new Date();
   try {
     const bigSize = flags.sizeMiB * MiB;
-    const dataSize = Math.min(Math.max(bigSize, ...flags.scalingMiB.map((m) => m * MiB)), 1024 * MiB);
+    const scalingSizes = flags.workloads.has('scaling') ? flags.scalingMiB.map((m) => m * MiB) : [];
+    const dataSize = Math.min(Math.max(bigSize, ...scalingSizes), 1024 * MiB);
     console.log(`generating ${dataSize / MiB} MiB of random data …`);
     const data = randomFillSync(Buffer.allocUnsafe(dataSize));
     const big = new BlobSource(data, bigSize);

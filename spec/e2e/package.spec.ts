@@ -72,7 +72,7 @@ describe('the package as users install it', () => {
     // other suites may be reading.
     const source = join(work, 'source');
     mkdirSync(source);
-    for (const entry of ['package.json', 'tsconfig.json', 'README.md', 'lib', 'examples', 'scripts']) {
+    for (const entry of ['package.json', 'tsconfig.json', 'README.md', 'lib', 'examples']) {
       cpSync(join(projectRoot, entry), join(source, entry), { recursive: true });
     }
     symlinkSync(join(projectRoot, 'node_modules'), join(source, 'node_modules'), 'dir');

@@ -13,6 +13,12 @@ describe('router', () => {
     await agent.head('/v2/').expect(200);
   });
 
+  it("advertises the adapter's minimum chunk size on a new session", async () => {
+    const agent = supertest(makeApp(new MemoryStorage({ minChunkSize: 5 * 1024 * 1024 })));
+    const res = await agent.post('/v2/team/app/blobs/uploads/').expect(202);
+    expect(res.headers['oci-chunk-min-length']).toBe(String(5 * 1024 * 1024));
+  });
+
   it('leaves paths outside /v2 to the host app', async () => {
     const agent = supertest(makeApp(new MemoryStorage()));
     const res = await agent.get('/host-route').expect(200);

@@ -127,7 +127,7 @@ interface ObjectSpan {
  *
  * Appends cut the stream into parts of the part size, buffering at most one part; whatever is
  * left when the body ends (fewer bytes than a part) is written as a tail object, and read back
- * into the buffer by the next append. Reading an upload back (a process that lacks the running
+ * into memory by the next append. Reading an upload back (a process that lacks the running
  * hash verifies a digest that way) completes the multipart upload first, because S3 cannot read
  * the parts of an unfinished one; should the client append again after that, the finished
  * object's whole parts are copied server side into a new multipart upload.
@@ -524,14 +524,19 @@ const PARTS_AWAITING_ANSWER = 4;
  * once half a part is at hand (at once after a full part) and is sent the rest as it comes,
  * while the next part starts
  * before S3 has answered for the previous ones (up to {@link PARTS_AWAITING_ANSWER}), so the
- * per-request latency of an object store does not stall the client. The current part's bytes
- * are also kept in a buffer (at most one part) because the body may end before the part is
- * full: that part's request is then aborted and the buffer becomes the new tail. Parts are
- * recorded in the state in order, as S3 confirms them.
+ * per-request latency of an object store does not stall the client. The current part's chunks
+ * are also held (at most one part's bytes) because the body may end before the part is full:
+ * that part's request is then aborted and the held bytes become the new tail. They are held as
+ * the chunks that arrived, not copied into a part-sized buffer: copying every byte once more and
+ * allocating a buffer per part cost more CPU than hashing the bytes. Parts are recorded in the
+ * state in order, as S3 confirms them.
  */
 class UploadWriter {
-  private buffer: Buffer;
+  /** The current part's bytes so far, as they arrived. */
+  private held: Buffer[] = [];
   private filled = 0;
+  /** The size of the part the held bytes belong to. */
+  private partSize: number;
   /** Whether bytes were added, so the state must be written. */
   private grew = false;
   private part?: PartInFlight;
@@ -548,20 +553,20 @@ class UploadWriter {
   private constructor(
     private readonly io: UploadWriterIo,
     private readonly id: string,
-    /** The upload's state as of the bytes S3 has confirmed (the buffer and parts in flight are not in it). */
+    /** The upload's state as of the bytes S3 has confirmed (the held bytes and parts in flight are not in it). */
     readonly state: UploadState,
   ) {
-    this.buffer = Buffer.allocUnsafe(this.nextPartSize());
+    this.partSize = this.nextPartSize();
     this.replacedTail = state.tail;
   }
 
-  /** A writer that continues `state`: a sealed upload is reopened, the tail read into the buffer. */
+  /** A writer that continues `state`: a sealed upload is reopened, the tail read into the held bytes. */
   static async resume(io: UploadWriterIo, id: string, stored: UploadState): Promise<UploadWriter> {
     const state = stored.sealed ? await io.unseal(id, stored) : stored;
     const writer = new UploadWriter(io, id, state);
     if (state.tail && state.tail.size > 0) {
       for await (const chunk of await io.readSpan(state.tail)) {
-        (chunk as Buffer).copy(writer.buffer, writer.filled);
+        writer.held.push(chunk as Buffer);
         writer.filled += (chunk as Buffer).length;
       }
     }
@@ -571,14 +576,14 @@ class UploadWriter {
   /** Takes a chunk of the body. */
   async write(chunk: Buffer): Promise<void> {
     for (let offset = 0; offset < chunk.length; ) {
-      const piece = chunk.subarray(offset, offset + this.buffer.length - this.filled);
-      piece.copy(this.buffer, this.filled);
+      const piece = chunk.subarray(offset, offset + this.partSize - this.filled);
+      this.held.push(piece);
       this.filled += piece.length;
       offset += piece.length;
       this.grew = true;
       if (this.part) await this.send(piece);
-      else if (this.streaming || this.filled * 2 >= this.buffer.length) await this.startPart();
-      if (this.filled === this.buffer.length) this.endPart();
+      else if (this.streaming || this.filled * 2 >= this.partSize) await this.startPart();
+      if (this.filled === this.partSize) this.endPart();
     }
   }
 
@@ -598,7 +603,7 @@ class UploadWriter {
     const state = this.state;
     const newBytes = this.filled - (state.tail?.size ?? 0);
     if (!failure && newBytes > 0) {
-      state.tail = await this.io.writeTail(this.id, this.buffer.subarray(0, this.filled));
+      state.tail = await this.io.writeTail(this.id, Buffer.concat(this.held, this.filled));
       state.size += newBytes;
     }
     await this.checkpoint;
@@ -613,7 +618,7 @@ class UploadWriter {
     return partSizeFor(this.state.partSize, (this.state.multipart?.parts.length ?? 0) + this.sent.length + 1 + later);
   }
 
-  /** Opens the request for the part the buffer is filling, and sends what the buffer holds. */
+  /** Opens the request for the part being held, and sends the bytes held so far. */
   private async startPart(): Promise<void> {
     const state = this.state;
     state.multipart ??= await this.io.createMultipart(this.id);
@@ -621,12 +626,12 @@ class UploadWriter {
     const number = state.multipart.parts.length + this.sent.length + 1;
     const opened = this.opened;
     this.opened = undefined;
-    this.part = opened?.number === number ? opened : this.openPart(number, this.buffer.length);
+    this.part = opened?.number === number ? opened : this.openPart(number, this.partSize);
     if (opened && opened !== this.part) await this.abandon(opened);
     // In a stream, the next part's request opens now, so the server's per-request setup is done
     // by the time its bytes come.
     if (this.streaming && number < MAX_PARTS) this.opened = this.openPart(number + 1, this.nextPartSize(1));
-    await this.send(this.buffer.subarray(0, this.filled));
+    for (const bytes of this.held) await this.send(bytes);
   }
 
   /** Starts the request of part `number`, which will carry `size` bytes as they are sent. */
@@ -661,15 +666,15 @@ class UploadWriter {
     if (!part.body.write(bytes)) await Promise.race([once(part.body, 'drain'), part.etag]);
   }
 
-  /** The buffer is full: the part's request has all its bytes; the next part gets a new buffer. */
+  /** The part is complete: its request has all its bytes, and the next part starts empty. */
   private endPart(): void {
     this.part!.body.end();
     this.sent.push(this.part!);
     this.streaming = true;
     this.part = undefined;
+    this.held = [];
     this.filled = 0;
-    // A new buffer rather than a reused one: the old one may still be queued for sending.
-    this.buffer = Buffer.allocUnsafe(this.nextPartSize());
+    this.partSize = this.nextPartSize();
   }
 
   /** Records the parts S3 has confirmed, in order, each with a state checkpoint. */

@@ -3,7 +3,7 @@
  * PutObject of the same bytes to the same server, in one run. A measurement, not a test.
  *
  *   set -a; eval "$(spec/s3/start-s3.sh)"; set +a
- *   npm run bench:s3                          # 1 GiB, 2 rounds
+ *   npm run bench:s3                          # 1 GiB, 2 rounds, S3Storage's default part size
  *   npm run bench:s3 -- --size-mib 256 --rounds 3 --part-size-mib 16
  *
  * The registry runs as its own process (`spec/support/s3-instance.js`, S3Storage over the
@@ -34,7 +34,6 @@ function flag(name: string, fallback: number): number {
 
 const sizeMiB = flag('size-mib', 1024);
 const rounds = flag('rounds', 2);
-const partSizeMiB = flag('part-size-mib', 8);
 const size = sizeMiB * MiB;
 
 /** `size` bytes: BLOCK repeated, cut at the end, generated as the reader pulls. */
@@ -84,7 +83,9 @@ async function main(): Promise<void> {
     forcePathStyle: true,
   };
   // The direct upload goes through the same client configuration the adapter uses.
-  const client = new S3Storage(settings).client;
+  const storage = new S3Storage(settings);
+  const client = storage.client;
+  const partSizeMiB = flag('part-size-mib', storage.minChunkSize / MiB);
   await client.send(new CreateBucketCommand({ Bucket: bucket })).catch(() => undefined);
   const prefix = `bench-${Date.now()}`;
   const digest = digestOfPayload();

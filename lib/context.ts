@@ -16,7 +16,6 @@ export type MethodTable = Partial<Record<HttpMethod, () => Promise<void>>>;
 export interface RegistryRequest extends IncomingMessage {
   baseUrl: string;
   path: string;
-  body?: unknown;
 }
 
 /** Settings every resource reads, with defaults filled in. */
@@ -48,7 +47,7 @@ export interface RequestContext {
   mayPull: (repository: string) => Promise<boolean>;
 }
 
-/** Builds a resource's method table for one request, as the seed's dispatchers did. */
+/** Builds a resource's method table for one request. */
 export type ResourceDispatcher = (context: RequestContext, log: Log) => MethodTable;
 
 /** Throws 405 `UNSUPPORTED` when the registry was set up without DELETE. */

@@ -8,7 +8,7 @@ export interface UploadEvent {
   uploadId: string;
 }
 
-/** Progress of a session's bytes; `bytes` counts everything stored so far, not one chunk. */
+/** Progress of a session's bytes; `bytes` counts everything received so far, not one chunk. */
 export interface UploadProgressEvent extends UploadEvent {
   bytes: number;
 }

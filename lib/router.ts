@@ -23,7 +23,8 @@ export interface RegistryOptions {
   storage: StorageAdapter;
   /**
    * Whether `POST …/blobs/uploads/?mount=<digest>` without `from` links a blob stored under any
-   * repository. Default true. Turn it off when repositories must not learn of each other's blobs.
+   * repository. Default true, or false when `authorize` is set. Turn it off when repositories must
+   * not learn of each other's blobs.
    */
   mountFromAnyRepository?: boolean;
   /** Whether DELETE requests are served; when false they get 405 `UNSUPPORTED`. Default true. */

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import supertest from 'supertest';
 import { S3Storage } from '../lib/storage/s3';
 import { describeStorageAdapterContract, readAll } from './support/adapter-contract';
@@ -76,6 +76,34 @@ const MiB = 1024 * 1024;
     expect((await readAll(await storage.readUpload(id))).equals(data)).toBe(true);
     await storage.commitUpload(id, data.length, 'sha256/bb/thirteen');
     expect((await readAll(await storage.readContent('sha256/bb/thirteen', { start: 6 * MiB - 1, end: 6 * MiB }))).equals(data.subarray(6 * MiB - 1, 6 * MiB + 1))).toBe(true);
+  });
+
+  /** The keys of the data objects under the test's prefix. */
+  async function dataObjects(): Promise<string[]> {
+    const listed = await storage.client.send(new ListObjectsV2Command({ Bucket: settings!.bucket, Prefix: `${test.prefix}/data/` }));
+    return (listed.Contents ?? []).map((object) => object.Key!);
+  }
+
+  it('takes an empty append to a sealed upload without reopening it (no copy, no multipart upload left)', async () => {
+    const id = randomUUID();
+    await storage.createUpload(id);
+    expect(await storage.appendUpload(id, 0, chunked(bytes(6 * MiB, 10)))).toBe(6 * MiB);
+    await readAll(await storage.readUpload(id)); // reading back seals the multipart upload
+    expect(await storage.appendUpload(id, 6 * MiB, chunked(Buffer.alloc(0)))).toBe(6 * MiB);
+    const open = await storage.client.send(new ListMultipartUploadsCommand({ Bucket: settings!.bucket, Prefix: `${test.prefix}/` }));
+    expect(open.Uploads ?? []).toEqual([]);
+  });
+
+  it('keeps one data object when two uploads of the same content commit at once', async () => {
+    const data = bytes(6 * MiB, 11);
+    const ids = [randomUUID(), randomUUID()];
+    for (const id of ids) {
+      await storage.createUpload(id);
+      await storage.appendUpload(id, 0, chunked(data));
+    }
+    await Promise.all(ids.map((id) => storage.commitUpload(id, data.length, 'sha256/cc/same')));
+    expect(await dataObjects()).toHaveLength(1);
+    expect((await readAll(await storage.readContent('sha256/cc/same'))).equals(data)).toBe(true);
   });
 
   it('serves a multi-part push through the router, chunks alternating between two instances', async () => {

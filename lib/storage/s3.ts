@@ -24,7 +24,7 @@ import {
   type StorageAdapter,
 } from './adapter';
 import { Bucket, isMissing } from './s3-bucket';
-import { ClaimTable, type Claim } from './s3-claims';
+import { ClaimTable } from './s3-claims';
 
 const log = moduleLogger('s3');
 const sdkLog = log({ source: 'aws-sdk' });
@@ -114,7 +114,7 @@ interface ObjectSpan {
 /**
  * Stores the registry in an S3 bucket (AWS S3 or an S3-compatible server), so that several
  * registry processes can share it. Load it from `express-oci-registry/s3`; it needs the
- * `@aws-sdk/client-s3` package.
+ * `@aws-sdk/client-s3` and `@aws-sdk/s3-request-presigner` packages.
  *
  * Layout under the prefix:
  * - `documents/<key>`: documents, one small object each.
@@ -189,14 +189,23 @@ export class S3Storage implements StorageAdapter {
 
   async appendUpload(id: string, expectedSize: number, body: Readable): Promise<number> {
     return this.withUpload(id, expectedSize, async (state) => {
-      const writer = await UploadWriter.resume(this.writerIo, id, state);
+      const chunks = body[Symbol.asyncIterator]();
       try {
-        for await (const chunk of body) await writer.write(chunk as Buffer);
+        let next = await chunks.next();
+        // An empty body (the purger's busy probe) changes nothing: reopening a sealed upload or
+        // reading its tail for it would only cost a copy and leave a multipart upload behind.
+        if (next.done) return state.size;
+        const writer = await UploadWriter.resume(this.writerIo, id, state);
+        try {
+          for (; !next.done; next = await chunks.next()) await writer.write(next.value as Buffer);
+        } finally {
+          // Also when the body failed: the bytes that arrived are the client's, so they stay.
+          await writer.finish();
+        }
+        return writer.state.size;
       } finally {
-        // Also when the body failed: the bytes that arrived are the client's, so they stay.
-        await writer.finish();
+        await chunks.return?.();
       }
-      return writer.state.size;
     });
   }
 
@@ -229,9 +238,9 @@ export class S3Storage implements StorageAdapter {
       // The upload ends before its content appears: a crash in between loses the session (the
       // client starts again) but never leaves an upload whose cleanup would delete content.
       await this.bucket.delete(this.stateKey(id));
-      const pointerKey = this.contentPointerKey(contentKey);
-      const kept = !(await this.bucket.exists(pointerKey));
-      if (kept) await this.bucket.put(pointerKey, JSON.stringify(span ?? { size: 0 }));
+      // Under a claim, so that of two uploads of the same content exactly one object is kept and
+      // the other's is deleted, never both kept with one of them unreferenced.
+      const kept = await this.putIfAbsent(this.contentPointerKey(contentKey), `content/${contentKey}`, JSON.stringify(span ?? { size: 0 }));
       await this.deleteData(id, kept ? span?.key : undefined);
       log({ upload: id })('committed %d bytes as %s%s', state.size, contentKey, kept ? '' : ' (already stored)');
     });
@@ -294,16 +303,7 @@ export class S3Storage implements StorageAdapter {
       await this.bucket.put(objectKey, value);
       return true;
     }
-    // No conditional PUT on every S3-compatible server: the check and the write happen under a
-    // claim, which orders them against other ifAbsent writes of the key (not against plain ones).
-    const claim = await this.claims.claim(`documents/${key}`);
-    try {
-      if (await this.bucket.exists(objectKey)) return false;
-      await this.bucket.put(objectKey, value);
-      return true;
-    } finally {
-      await claim.release();
-    }
+    return this.putIfAbsent(objectKey, `documents/${key}`, value);
   }
 
   async deleteDocument(key: string): Promise<void> {
@@ -320,13 +320,29 @@ export class S3Storage implements StorageAdapter {
     return objects.map((object) => object.Key!.slice(base.length));
   }
 
+  /**
+   * Writes `objectKey` unless it exists and says whether it wrote. No conditional PUT on every
+   * S3-compatible server: the check and the write happen under the claim `claimName`, which orders
+   * them against other such writes of the key (not against plain puts).
+   */
+  private async putIfAbsent(objectKey: string, claimName: string, value: Buffer | string): Promise<boolean> {
+    const claim = await this.claims.claim(claimName);
+    try {
+      if (await this.bucket.exists(objectKey)) return false;
+      await this.bucket.put(objectKey, value);
+      return true;
+    } finally {
+      await claim.release();
+    }
+  }
+
   /** Reads and checks an upload's state under its claim, runs `work`, then releases the claim. */
   private async withUpload<T>(id: string, expectedSize: number, work: (state: UploadState) => Promise<T>): Promise<T> {
     assertSafeKey(id);
     // A cheap early answer for a stale offset, before any claim traffic.
     const seen = await this.requireState(id);
     if (seen.size !== expectedSize) throw new UploadConflictError(seen.size);
-    const claim: Claim | undefined = await this.claims.tryClaim(`uploads/${id}`);
+    const claim = await this.claims.tryClaim(`uploads/${id}`);
     if (!claim) throw new UploadConflictError(seen.size, 'another request is writing to this upload');
     try {
       const state = await this.requireState(id);
@@ -523,9 +539,9 @@ const PARTS_AWAITING_ANSWER = 4;
 /**
  * One append's view of an upload. Bytes stream on to S3 as they arrive: a part's request starts
  * once half a part is at hand (at once after a full part) and is sent the rest as it comes,
- * while the next part starts
- * before S3 has answered for the previous ones (up to {@link PARTS_AWAITING_ANSWER}), so the
- * per-request latency of an object store does not stall the client. The current part's chunks
+ * while the next part starts before S3 has answered for the previous ones (up to
+ * {@link PARTS_AWAITING_ANSWER}), so the per-request latency of an object store does not stall
+ * the client. The current part's chunks
  * are also held (at most one part's bytes) because the body may end before the part is full:
  * that part's request is then aborted and the held bytes become the new tail. They are held as
  * the chunks that arrived, not copied into a part-sized buffer: copying every byte once more and
@@ -659,7 +675,6 @@ class UploadWriter {
     part.body.destroy();
     await part.etag.catch(() => undefined);
   }
-
 
   /** Streams bytes into the current part's request, waiting while its socket is full. */
   private async send(bytes: Buffer): Promise<void> {

@@ -1,7 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
 import { link, mkdir, open, readFile, readdir, readlink, rename, rm, rmdir, stat, symlink, unlink, writeFile } from 'node:fs/promises';
-import { once } from 'node:events';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -17,6 +15,7 @@ import {
   type PutDocumentOptions,
   type StorageAdapter,
 } from './adapter';
+import { FileAppender, UploadFlusher } from './file-appender';
 
 /** Options for {@link FileSystemStorage}. */
 export interface FileSystemStorageOptions {
@@ -40,6 +39,8 @@ export class FileSystemStorage implements StorageAdapter {
   /** The folder the storage lives in. */
   readonly root: string;
   private readonly lockOwner = `${hostname()} ${process.pid}`;
+  /** The background flushes of each upload this process has appended to. */
+  private readonly flushers = new Map<string, UploadFlusher>();
 
   constructor(options: FileSystemStorageOptions) {
     this.root = options.root;
@@ -56,14 +57,18 @@ export class FileSystemStorage implements StorageAdapter {
     try {
       const size = await this.requireUploadSize(id);
       if (size !== expectedSize) throw new UploadConflictError(size);
-      const file = createWriteStream(this.uploadData(id), { flags: 'a', highWaterMark: 1 << 20 });
+      await this.failIfFlushFailed(id, false);
+      let flusher = this.flushers.get(id);
+      if (!flusher) this.flushers.set(id, (flusher = new UploadFlusher(this.uploadData(id))));
+      const handle = await open(this.uploadData(id), 'a');
+      const file = new FileAppender(handle, expectedSize, flusher);
       try {
         await pipeline(body, file);
-      } catch (error) {
-        // Wait until writes already issued have landed, so the size read after this is final
-        // before the lock lets another append in; the bytes written so far stay in the upload.
-        if (!file.closed) await once(file, 'close');
-        throw error;
+      } finally {
+        // Writes already issued land before the lock lets another append in, so after a failure
+        // the size is final; the bytes written so far stay in the upload.
+        await file.settled();
+        await handle.close();
       }
       // Every byte went in under the lock, so the new size is known without another stat.
       return expectedSize + file.bytesWritten;
@@ -88,6 +93,7 @@ export class FileSystemStorage implements StorageAdapter {
     try {
       const size = await this.requireUploadSize(id);
       if (size !== expectedSize) throw new UploadConflictError(size);
+      await this.failIfFlushFailed(id, true);
       const handle = await open(this.uploadData(id), 'r');
       try {
         await handle.sync();
@@ -98,12 +104,14 @@ export class FileSystemStorage implements StorageAdapter {
     } finally {
       await release();
     }
+    this.flushers.delete(id);
     // Empty by now, unless a crashed request left something behind.
     await rmdir(this.uploadDir(id)).catch(() => rm(this.uploadDir(id), { recursive: true, force: true }));
   }
 
   async deleteUpload(id: string): Promise<void> {
     assertSafeKey(id);
+    this.flushers.delete(id);
     await rm(this.uploadDir(id), { recursive: true, force: true });
   }
 
@@ -185,6 +193,20 @@ export class FileSystemStorage implements StorageAdapter {
     const size = await this.uploadSize(id);
     if (size === undefined) throw new NotFoundError(`upload ${id}`);
     return size;
+  }
+
+  /**
+   * Rejects, and drops the upload, when a background flush of it has failed (waiting for a running
+   * one with `wait`): bytes it acknowledged may be lost, so it must never be committed.
+   */
+  private async failIfFlushFailed(id: string, wait: boolean): Promise<void> {
+    const flusher = this.flushers.get(id);
+    if (!flusher) return;
+    if (wait) await flusher.idle();
+    if (flusher.failure) {
+      await this.deleteUpload(id);
+      throw flusher.failure;
+    }
   }
 
   /** Takes the upload's write lock, or rejects with UploadConflictError while another holds it. */

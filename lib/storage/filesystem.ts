@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { link, mkdir, open, readFile, readdir, readlink, rename, rm, rmdir, stat, symlink, unlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, open, readFile, readdir, readlink, rename, rm, rmdir, stat, symlink, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -16,6 +16,7 @@ import {
   type StorageAdapter,
 } from './adapter';
 import { FileAppender, UploadFlusher } from './file-appender';
+import { FileReader } from './file-reader';
 
 /** Options for {@link FileSystemStorage}. */
 export interface FileSystemStorageOptions {
@@ -274,11 +275,18 @@ async function statOrUndefined(path: string) {
 }
 
 async function openForReading(path: string, what: string, range?: ByteRange): Promise<Readable> {
+  let handle: FileHandle;
   try {
-    const handle = await open(path, 'r');
-    return handle.createReadStream({ start: range?.start, end: range?.end, highWaterMark: 1 << 20 });
+    handle = await open(path, 'r');
   } catch (error) {
     if (isMissing(error)) throw new NotFoundError(what);
+    throw error;
+  }
+  try {
+    const end = range ? range.end : (await handle.stat()).size - 1;
+    return new FileReader(handle, range?.start ?? 0, end);
+  } catch (error) {
+    await handle.close();
     throw error;
   }
 }

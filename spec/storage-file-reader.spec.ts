@@ -1,0 +1,92 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FileReader } from '../lib/storage/file-reader';
+
+const MiB = 1 << 20;
+
+async function readAll(reader: FileReader): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of reader) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/** Wraps a real handle, counting reads in flight at once and whether it was closed. */
+function watchedHandle(handle: FileHandle, failAt?: number) {
+  const state = { inFlight: 0, mostInFlight: 0, reads: 0, closed: false };
+  const watched = {
+    async read(buffer: Buffer, offset: number, length: number, position: number) {
+      state.reads++;
+      state.inFlight++;
+      state.mostInFlight = Math.max(state.mostInFlight, state.inFlight);
+      try {
+        await new Promise((done) => setTimeout(done, 2));
+        if (position === failAt) throw Object.assign(new Error('input/output error'), { code: 'EIO' });
+        return await handle.read(buffer, offset, length, position);
+      } finally {
+        state.inFlight--;
+      }
+    },
+    async close() {
+      state.closed = true;
+      await handle.close();
+    },
+  } as unknown as FileHandle;
+  return { state, handle: watched };
+}
+
+describe('FileReader', () => {
+  let dir: string;
+  let path: string;
+  const content = randomBytes(5 * MiB + 12345);
+
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'reader-'));
+    path = join(dir, 'data');
+    writeFileSync(path, content);
+  });
+
+  afterAll(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it.each([
+    ['the whole file', 0, 5 * MiB + 12344],
+    ['a range across read boundaries', MiB - 7, 3 * MiB + 9],
+    ['one byte', 4242, 4242],
+    ['the last partial read', 5 * MiB, 5 * MiB + 12344],
+  ])('streams %s exactly, several reads in flight, and closes the handle', async (_what, start, end) => {
+    const { state, handle } = watchedHandle(await open(path, 'r'));
+    const bytes = await readAll(new FileReader(handle, start, end));
+    expect(bytes.equals(content.subarray(start, end + 1))).toBe(true);
+    expect(state.closed).toBe(true);
+    if (end - start + 1 > 2 * MiB) expect(state.mostInFlight).toBeGreaterThan(1);
+    expect(state.mostInFlight).toBeLessThanOrEqual(3);
+  });
+
+  it('ends at the end of a file shorter than the range, without a gap', async () => {
+    const bytes = await readAll(new FileReader(await open(path, 'r'), 3 * MiB, 9 * MiB));
+    expect(bytes.equals(content.subarray(3 * MiB))).toBe(true);
+  });
+
+  it('fails with the error of a failed read and closes the handle', async () => {
+    const { state, handle } = watchedHandle(await open(path, 'r'), 2 * MiB);
+    await expect(readAll(new FileReader(handle, 0, content.length - 1))).rejects.toMatchObject({ code: 'EIO' });
+    await new Promise((done) => setTimeout(done, 20));
+    expect(state.closed).toBe(true);
+  });
+
+  it('closes the handle when the consumer stops early, reads in flight or not', async () => {
+    const { state, handle } = watchedHandle(await open(path, 'r'));
+    const reader = new FileReader(handle, 0, content.length - 1);
+    for await (const chunk of reader) {
+      expect((chunk as Buffer).length).toBe(MiB);
+      break;
+    }
+    await new Promise((done) => setTimeout(done, 20));
+    expect(state.closed).toBe(true);
+    expect(state.inFlight).toBe(0);
+  });
+});

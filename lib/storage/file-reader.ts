@@ -15,7 +15,7 @@ interface PendingRead {
 /**
  * Streams bytes `start` to `end` (inclusive) of an open file, keeping several positional reads in
  * flight on libuv's threads. One read at a time left the socket waiting on each 1 MiB copy out of
- * the page cache; with three in flight a blob GET measured about 1.5x faster here. Ends early, at
+ * the page cache; with three in flight a 1 GiB blob GET measured 1.3x to 1.8x faster here. Ends early, at
  * the first short read, when the file is shorter than `end`. Closes the handle when done.
  */
 export class FileReader extends Readable {

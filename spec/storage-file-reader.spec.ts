@@ -14,7 +14,7 @@ async function readAll(reader: FileReader): Promise<Buffer> {
 }
 
 /** Wraps a real handle, counting reads in flight at once and whether it was closed. */
-function watchedHandle(handle: FileHandle, failAt?: number) {
+function watchedHandle(handle: FileHandle, failAt?: number, laterReadsWaitFor?: Promise<void>) {
   const state = { inFlight: 0, mostInFlight: 0, reads: 0, closed: false };
   const watched = {
     async read(buffer: Buffer, offset: number, length: number, position: number) {
@@ -23,6 +23,7 @@ function watchedHandle(handle: FileHandle, failAt?: number) {
       state.mostInFlight = Math.max(state.mostInFlight, state.inFlight);
       try {
         await new Promise((done) => setTimeout(done, 2));
+        if (position > 0) await laterReadsWaitFor;
         if (position === failAt) throw Object.assign(new Error('input/output error'), { code: 'EIO' });
         return await handle.read(buffer, offset, length, position);
       } finally {
@@ -73,20 +74,28 @@ describe('FileReader', () => {
 
   it('fails with the error of a failed read and closes the handle', async () => {
     const { state, handle } = watchedHandle(await open(path, 'r'), 2 * MiB);
-    await expect(readAll(new FileReader(handle, 0, content.length - 1))).rejects.toMatchObject({ code: 'EIO' });
-    await new Promise((done) => setTimeout(done, 20));
+    const reader = new FileReader(handle, 0, content.length - 1);
+    await expect(readAll(reader)).rejects.toMatchObject({ code: 'EIO' });
+    if (!reader.closed) await new Promise((done) => reader.once('close', done));
     expect(state.closed).toBe(true);
   });
 
-  it('closes the handle when the consumer stops early, reads in flight or not', async () => {
-    const { state, handle } = watchedHandle(await open(path, 'r'));
+  it('closes the handle when the consumer stops early, with reads still in flight', async () => {
+    let releaseLaterReads = () => {};
+    const laterReads = new Promise<void>((release) => (releaseLaterReads = release));
+    const { state, handle } = watchedHandle(await open(path, 'r'), undefined, laterReads);
     const reader = new FileReader(handle, 0, content.length - 1);
     for await (const chunk of reader) {
       expect((chunk as Buffer).length).toBe(MiB);
+      expect(state.inFlight).toBeGreaterThanOrEqual(2);
+      expect(state.inFlight).toBeLessThanOrEqual(3);
       break;
     }
-    await new Promise((done) => setTimeout(done, 20));
+    if (!reader.closed) await new Promise((done) => reader.once('close', done));
     expect(state.closed).toBe(true);
+    // The reads dropped in flight now fail on the closed handle, without an unhandled rejection.
+    releaseLaterReads();
+    await new Promise((done) => setTimeout(done, 50));
     expect(state.inFlight).toBe(0);
   });
 });

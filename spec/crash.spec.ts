@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bytes, request, sha256 } from './support/http';
 import { expectOnlyVerifiedContent } from './support/storage-files';
-import { openRequest, storedSize, waitFor } from './support/streaming';
+import { finishUpload, openRequest, storedSize, waitFor } from './support/streaming';
 
 const PROJECT = join(__dirname, '..');
 const EXAMPLE_SERVER = join(PROJECT, 'dist', 'examples', 'server.js');
@@ -98,13 +98,7 @@ describe('crash safety: SIGKILL at any moment, restart on the same folder, resum
     const second = await startServer(EXAMPLE_SERVER, dataDir);
     const stored = await storedSize(second.url, location);
     expect(stored).toBe(onDisk.length);
-    const rest = await request(`${second.url}${location}`, {
-      method: 'PATCH',
-      headers: { 'Content-Type': 'application/octet-stream', 'Content-Range': `${stored}-${data.length - 1}` },
-      body: data.subarray(stored),
-    });
-    expect(rest.status).toBe(202);
-    expect((await request(`${second.url}${location}?digest=${sha256(data)}`, { method: 'PUT' })).status).toBe(201);
+    expect(await finishUpload(second.url, location, data, stored)).toBe(201);
     await expectOnlyVerifiedContent(dataDir);
   });
 
@@ -148,12 +142,7 @@ describe('crash safety: SIGKILL at any moment, restart on the same folder, resum
       expect(stored).toBe(expectedSize);
       expect(stored).toBe((await stat(join(dataDir, 'uploads', id, 'data'))).size);
       expect((await request(blobUrl, { method: 'HEAD' })).status).toBe(404);
-      const put = await request(`${second.url}${location}?digest=${digest}`, {
-        method: 'PUT',
-        headers: { 'Content-Type': 'application/octet-stream', ...(stored < data.length ? { 'Content-Range': `${stored}-${data.length - 1}` } : {}) },
-        body: data.subarray(stored),
-      });
-      expect(put.status).toBe(201);
+      expect(await finishUpload(second.url, location, data, stored, 'PUT')).toBe(201);
     } else {
       // The session is gone with its bytes published as verified content.
       expect(session.status).toBe(404);

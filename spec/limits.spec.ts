@@ -1,27 +1,21 @@
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import supertest from 'supertest';
 import { FileSystemStorage, MemoryStorage } from '../lib';
 import { openFilesUnder } from './support/storage-files';
 import { bytes, chunked, listen, makeApp, request, sha256 } from './support/http';
-import { openRequest } from './support/streaming';
+import { finishUpload, openRequest, storedSize } from './support/streaming';
+import { useTempDir } from './support/temp-dir';
 
 describe('limits', () => {
-  let root: string;
-  beforeEach(async () => {
-    root = await mkdtemp(join(tmpdir(), 'oci-limits-'));
-  });
-  afterEach(async () => {
-    await rm(root, { recursive: true, force: true });
-  });
+  const root = useTempDir('oci-limits-');
 
   describe('maxBlobSize', () => {
     const maxBlobSize = 100_000;
 
     it('refuses a monolithic upload over the limit with 413 SIZE_INVALID and keeps no session', async () => {
-      const storage = new FileSystemStorage({ root });
+      const storage = new FileSystemStorage({ root: root() });
       const agent = supertest(makeApp(storage, { maxBlobSize }));
       const data = bytes(maxBlobSize + 1);
       const res = await agent.post(`/v2/a/blobs/uploads/?digest=${sha256(data)}`).set('Content-Type', 'application/octet-stream').send(data).expect(413);
@@ -41,7 +35,7 @@ describe('limits', () => {
     });
 
     it('stops a streamed body (no length announced) once it passes the limit; the session keeps at most the limit', async () => {
-      const storage = new FileSystemStorage({ root });
+      const storage = new FileSystemStorage({ root: root() });
       const server = await listen(makeApp(storage, { maxBlobSize }));
       try {
         const started = await request(`${server.url}/v2/a/blobs/uploads/`, { method: 'POST' });
@@ -64,8 +58,8 @@ describe('limits', () => {
 
   describe('maxUploadsPerRepository', () => {
     it('answers 429 TOOMANYREQUESTS past the limit, per repository, counting every router on the storage', async () => {
-      const first = supertest(makeApp(new FileSystemStorage({ root }), { maxUploadsPerRepository: 2 }));
-      const second = supertest(makeApp(new FileSystemStorage({ root }), { maxUploadsPerRepository: 2 }));
+      const first = supertest(makeApp(new FileSystemStorage({ root: root() }), { maxUploadsPerRepository: 2 }));
+      const second = supertest(makeApp(new FileSystemStorage({ root: root() }), { maxUploadsPerRepository: 2 }));
       const one = (await first.post('/v2/team/app/blobs/uploads/').expect(202)).headers.location;
       await second.post('/v2/team/app/blobs/uploads/').expect(202);
       for (const agent of [first, second]) {
@@ -85,7 +79,7 @@ describe('limits', () => {
 
   describe('bodyIdleTimeout', () => {
     it('ends a PATCH whose client stops sending with 408, frees the session and closes the file', async () => {
-      const storage = new FileSystemStorage({ root });
+      const storage = new FileSystemStorage({ root: root() });
       const server = await listen(makeApp(storage, { bodyIdleTimeout: 200 }));
       try {
         const location = (await request(`${server.url}/v2/a/blobs/uploads/`, { method: 'POST' })).headers.location!;
@@ -108,19 +102,12 @@ describe('limits', () => {
         expect(stalled.status).toBe(408);
         expect(JSON.parse(stalled.body).errors[0].code).toBe('BLOB_UPLOAD_INVALID');
         // The lock is gone and no file under the storage is held open.
-        expect(await readdir(join(root, 'uploads', location.split('/').pop()!))).toEqual(['data']);
-        expect(await openFilesUnder(root)).toEqual([]);
+        expect(await readdir(join(root(), 'uploads', location.split('/').pop()!))).toEqual(['data']);
+        expect(await openFilesUnder(root())).toEqual([]);
 
-        const status = await request(`${server.url}${location}`, { method: 'GET' });
-        const stored = Number(String(status.headers.range).split('-')[1]) + 1;
+        const stored = await storedSize(server.url, location);
         expect(stored).toBeLessThanOrEqual(20_000);
-        const rest = await request(`${server.url}${location}`, {
-          method: 'PATCH',
-          headers: { 'Content-Type': 'application/octet-stream', 'Content-Range': `${stored}-${data.length - 1}` },
-          body: data.subarray(stored),
-        });
-        expect(rest.status).toBe(202);
-        expect((await request(`${server.url}${location}?digest=${sha256(data)}`, { method: 'PUT' })).status).toBe(201);
+        expect(await finishUpload(server.url, location, data, stored)).toBe(201);
       } finally {
         await server.close();
       }

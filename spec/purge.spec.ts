@@ -1,6 +1,4 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import express from 'express';
@@ -9,6 +7,7 @@ import { createRegistryRouter, FileSystemStorage, MemoryStorage, type StorageAda
 import { uploadRecordKey, type UploadSession } from '../lib/store';
 import { bytes, listen, makeApp, request, sha256 } from './support/http';
 import { openRequest, storedSize, waitFor } from './support/streaming';
+import { useTempDir } from './support/temp-dir';
 
 const DAY = 24 * 60 * 60 * 1000;
 
@@ -21,16 +20,10 @@ async function age(storage: StorageAdapter, location: string, ageMs: number): Pr
 }
 
 describe('purging stale upload sessions', () => {
-  let root: string;
-  beforeEach(async () => {
-    root = await mkdtemp(join(tmpdir(), 'oci-purge-'));
-  });
-  afterEach(async () => {
-    await rm(root, { recursive: true, force: true });
-  });
+  const root = useTempDir('oci-purge-');
 
   it('removes sessions older than the maximum age (default 7 days) with their bytes, and keeps younger ones', async () => {
-    const storage = new FileSystemStorage({ root });
+    const storage = new FileSystemStorage({ root: root() });
     const router = createRegistryRouter({ storage });
     const agent = supertest(makeApp(storage, { uploadPurging: false }));
     const old = (await agent.post('/v2/a/blobs/uploads/').expect(202)).headers.location;
@@ -51,8 +44,8 @@ describe('purging stale upload sessions', () => {
     ['in this process', false],
     ['in another router over the same folder', true],
   ])('never removes a session with a PATCH in flight %s', async (_where, otherRouter) => {
-    const servingRouter = createRegistryRouter({ storage: new FileSystemStorage({ root }), uploadPurging: false });
-    const purgingRouter = otherRouter ? createRegistryRouter({ storage: new FileSystemStorage({ root }), uploadPurging: false }) : servingRouter;
+    const servingRouter = createRegistryRouter({ storage: new FileSystemStorage({ root: root() }), uploadPurging: false });
+    const purgingRouter = otherRouter ? createRegistryRouter({ storage: new FileSystemStorage({ root: root() }), uploadPurging: false }) : servingRouter;
     const server = await listen(express().use(servingRouter));
     try {
       const location = (await request(`${server.url}/v2/a/blobs/uploads/`, { method: 'POST' })).headers.location!;

@@ -1,32 +1,25 @@
-import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import supertest from 'supertest';
 import { FileSystemStorage } from '../lib';
 import { bytes, listen, makeApp, request, sha256, sha512 } from './support/http';
+import { finishUpload } from './support/streaming';
+import { useTempDir } from './support/temp-dir';
 
 describe('resuming uploads over FileSystemStorage', () => {
-  let root: string;
-  beforeEach(async () => {
-    root = await mkdtemp(join(tmpdir(), 'oci-resume-'));
-  });
-  afterEach(async () => {
-    await rm(root, { recursive: true, force: true });
-  });
+  const root = useTempDir('oci-resume-');
 
   it.each([
     ['sha256', sha256],
     ['sha512', sha512],
   ])('continues after the router is re-created on the same root, verifying %s from the stored bytes', async (_algorithm, digestOf) => {
     const data = bytes(2 * 1024 * 1024, 11);
-    const first = supertest(makeApp(new FileSystemStorage({ root })));
+    const first = supertest(makeApp(new FileSystemStorage({ root: root() })));
     const started = await first.post('/v2/team/app/blobs/uploads/').expect(202);
     const location = started.headers.location;
     await first.patch(location).set('Content-Range', `0-${1_000_000 - 1}`).set('Content-Type', 'application/octet-stream').send(data.subarray(0, 1_000_000)).expect(202);
 
     // A new router over the same folder stands for a restarted process: no running hash survives.
-    const second = supertest(makeApp(new FileSystemStorage({ root })));
+    const second = supertest(makeApp(new FileSystemStorage({ root: root() })));
     const status = await second.get(location).expect(204);
     expect(status.headers.range).toBe('0-999999');
     await second.patch(location).set('Content-Type', 'application/octet-stream').send(data.subarray(1_000_000)).expect(202);
@@ -36,17 +29,17 @@ describe('resuming uploads over FileSystemStorage', () => {
   });
 
   it('a wrong digest after a restart is still refused', async () => {
-    const first = supertest(makeApp(new FileSystemStorage({ root })));
+    const first = supertest(makeApp(new FileSystemStorage({ root: root() })));
     const started = await first.post('/v2/team/app/blobs/uploads/').expect(202);
     await first.patch(started.headers.location).set('Content-Type', 'application/octet-stream').send(Buffer.from('real bytes')).expect(202);
-    const second = supertest(makeApp(new FileSystemStorage({ root })));
+    const second = supertest(makeApp(new FileSystemStorage({ root: root() })));
     const res = await second.put(`${started.headers.location}?digest=${sha256('other bytes')}`).expect(400);
     expect(res.body.errors[0].code).toBe('DIGEST_INVALID');
   });
 
   it('after a client disconnects mid-PATCH, the session holds exactly the bytes stored and the upload continues', async () => {
     const data = bytes(4 * 1024 * 1024, 12);
-    const server = await listen(makeApp(new FileSystemStorage({ root })));
+    const server = await listen(makeApp(new FileSystemStorage({ root: root() })));
     try {
       const started = await request(`${server.url}/v2/team/app/blobs/uploads/`, { method: 'POST' });
       const location = started.headers.location!;
@@ -76,14 +69,7 @@ describe('resuming uploads over FileSystemStorage', () => {
       expect(stored).toBeGreaterThan(0);
       expect(stored).toBeLessThanOrEqual(1_400_000);
 
-      const rest = await request(`${server.url}${location}`, {
-        method: 'PATCH',
-        headers: { 'Content-Type': 'application/octet-stream', 'Content-Range': `${stored}-${data.length - 1}` },
-        body: data.subarray(stored),
-      });
-      expect(rest.status).toBe(202);
-      const put = await request(`${server.url}${location}?digest=${sha256(data)}`, { method: 'PUT' });
-      expect(put.status).toBe(201);
+      expect(await finishUpload(server.url, location, data, stored)).toBe(201);
       const blob = await request(`${server.url}/v2/team/app/blobs/${sha256(data)}`, { method: 'GET' });
       expect(Buffer.compare(blob.body, data)).toBe(0);
     } finally {

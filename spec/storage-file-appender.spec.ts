@@ -1,13 +1,13 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FileAppender, FLUSH_INTERVAL, UploadFlusher } from '../lib/storage/file-appender';
 import { FileSystemStorage } from '../lib/storage/filesystem';
 import { NotFoundError } from '../lib/storage/adapter';
+import { useTempDir } from './support/temp-dir';
 
 const MiB = 1 << 20;
 
@@ -23,16 +23,8 @@ function sha256(buffers: Buffer[]): string {
 }
 
 describe('FileAppender and UploadFlusher', () => {
-  let dir: string;
-  const path = () => join(dir, 'data');
-
-  beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'appender-'));
-  });
-
-  afterEach(() => {
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const dir = useTempDir('appender-');
+  const path = () => join(dir(), 'data');
 
   describe('FileAppender', () => {
     let handle: FileHandle;
@@ -88,7 +80,7 @@ describe('FileAppender and UploadFlusher', () => {
     });
 
     it('keeps the error of a flush that failed', async () => {
-      const flusher = new UploadFlusher(join(dir, 'missing'));
+      const flusher = new UploadFlusher(join(dir(), 'missing'));
       flusher.flushIfDue(FLUSH_INTERVAL);
       await flusher.idle();
       expect(flusher.failure).toMatchObject({ code: 'ENOENT' });
@@ -97,7 +89,7 @@ describe('FileAppender and UploadFlusher', () => {
 
   describe('FileSystemStorage after a failed background flush', () => {
     async function uploadWithFailedFlush() {
-      const storage = new FileSystemStorage({ root: dir });
+      const storage = new FileSystemStorage({ root: dir() });
       await storage.createUpload('u1');
       const body = chunks(FLUSH_INTERVAL / MiB, MiB);
       expect(await storage.appendUpload('u1', 0, Readable.from(body))).toBe(FLUSH_INTERVAL);

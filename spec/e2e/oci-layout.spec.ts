@@ -1,8 +1,7 @@
 /** The OCI layout generator that the real-client suites push from. */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import {
@@ -15,18 +14,12 @@ import {
   writeMultiPlatformLayout,
   type Descriptor,
 } from '../support/oci-layout';
+import { useTempDir } from '../support/temp-dir';
 
 const runFile = promisify(execFile);
 
 describe('OCI layout generator', () => {
-  let work: string;
-
-  beforeEach(async () => {
-    work = await mkdtemp(join(tmpdir(), 'oci-layout-'));
-  });
-  afterEach(async () => {
-    await rm(work, { recursive: true, force: true });
-  });
+  const work = useTempDir('oci-layout-');
 
   async function readJson(layout: string, descriptor: Descriptor) {
     return JSON.parse(await readFile(blobPath(layout, descriptor.digest), 'utf8'));
@@ -43,7 +36,7 @@ describe('OCI layout generator', () => {
   }
 
   it('writes one image: a tagged manifest, its config and one tar layer with one random file per size', async () => {
-    const layout = join(work, 'image');
+    const layout = join(work(), 'image');
     const fileSizes = [0, 100, 512, 1024 * 1024 + 1];
     const image = await writeImageLayout(layout, { tag: 'v1', fileSizes });
 
@@ -69,14 +62,14 @@ describe('OCI layout generator', () => {
   });
 
   it('draws new random bytes every time', async () => {
-    const first = await writeImageLayout(join(work, 'first'), { tag: 'v1', fileSizes: [4096] });
-    const second = await writeImageLayout(join(work, 'second'), { tag: 'v1', fileSizes: [4096] });
+    const first = await writeImageLayout(join(work(), 'first'), { tag: 'v1', fileSizes: [4096] });
+    const second = await writeImageLayout(join(work(), 'second'), { tag: 'v1', fileSizes: [4096] });
     expect(second.layers[0].size).toBe(first.layers[0].size);
     expect(second.layers[0].digest).not.toBe(first.layers[0].digest);
   });
 
   it('writes a multi-platform image: a tagged index over one image per platform', async () => {
-    const layout = join(work, 'multi');
+    const layout = join(work(), 'multi');
     const platforms = [
       { os: 'linux', architecture: 'amd64' },
       { os: 'linux', architecture: 'arm64' },
@@ -101,8 +94,8 @@ describe('OCI layout generator', () => {
     const changed = Buffer.from(data);
     changed[150_000] = 8;
     const write = async (name: string, bytes: Buffer) => {
-      await writeFile(join(work, name), bytes);
-      return join(work, name);
+      await writeFile(join(work(), name), bytes);
+      return join(work(), name);
     };
     const original = await write('original', data);
     expect(await sameFileContents(original, await write('copy', data))).toBe(true);

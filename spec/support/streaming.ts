@@ -1,5 +1,5 @@
 import http, { type IncomingHttpHeaders } from 'node:http';
-import { request } from './http';
+import { request, sha256 } from './http';
 
 /** A response as the test client received it. */
 export interface RawResponse {
@@ -60,4 +60,23 @@ export async function storedSize(baseUrl: string, location: string): Promise<num
   if (status.status !== 204) throw new Error(`status of ${location}: ${status.status} ${status.body.toString()}`);
   const range = String(status.headers.range);
   return range === '0-0' ? 0 : Number(range.split('-')[1]) + 1;
+}
+
+/**
+ * Sends `data` from byte `stored` on to an upload and completes it under its sha256: by a PATCH
+ * and a bare PUT, or with the rest as the PUT's last chunk. Resolves to the PUT's status; a
+ * refused PATCH throws.
+ */
+export async function finishUpload(baseUrl: string, location: string, data: Buffer, stored: number, lastChunkIn: 'PATCH' | 'PUT' = 'PATCH'): Promise<number> {
+  const rest =
+    stored < data.length
+      ? { headers: { 'Content-Type': 'application/octet-stream', 'Content-Range': `${stored}-${data.length - 1}` }, body: data.subarray(stored) }
+      : {};
+  const complete = `${baseUrl}${location}?digest=${sha256(data)}`;
+  if (lastChunkIn === 'PUT') return (await request(complete, { method: 'PUT', ...rest })).status;
+  if (stored < data.length) {
+    const patched = await request(`${baseUrl}${location}`, { method: 'PATCH', ...rest });
+    if (patched.status !== 202) throw new Error(`PATCH of the rest from ${stored}: ${patched.status} ${patched.body.toString()}`);
+  }
+  return (await request(complete, { method: 'PUT' })).status;
 }

@@ -1,9 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
+import { finished, pipeline } from 'node:stream/promises';
 import { RegistryError, type ErrorCode } from './errors';
 import type { Log } from './log';
 import type { IdleLimit } from './meter';
 import type { ManifestStore } from './manifest-store';
+import { isRecycling } from './storage/adapter';
 import type { RegistryStore } from './store';
 
 /** The HTTP methods a resource's method table may answer. */
@@ -69,6 +71,35 @@ export function sendEmpty(res: ServerResponse, status: number, headers: Record<s
   for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
   res.setHeader('Content-Length', 0);
   res.end();
+}
+
+/**
+ * Sends `stream` as the response body, like `pipeline(stream, res)`; a {@link RecyclingReadable}
+ * gets each chunk back once the socket has taken it.
+ */
+export async function sendStream(stream: Readable, res: ServerResponse): Promise<void> {
+  if (!isRecycling(stream)) return pipeline(stream, res);
+  let failure: Error | undefined;
+  const sent = finished(res);
+  stream.on('data', (chunk: Buffer) => {
+    if (!res.write(chunk, () => stream.recycle(chunk))) {
+      stream.pause();
+      res.once('drain', () => stream.resume());
+    }
+  });
+  stream.once('end', () => res.end());
+  stream.once('error', (error) => {
+    failure = error;
+    res.destroy(error);
+  });
+  try {
+    await sent;
+  } catch (error) {
+    throw failure ?? error;
+  } finally {
+    // Stops reading when the client went away first.
+    stream.destroy();
+  }
 }
 
 /** Ends a response with a JSON body. */

@@ -36,6 +36,8 @@ export {
   type ContentInfo,
   type ListOptions,
   type PutDocumentOptions,
+  type RecyclingReadable,
+  isRecycling,
   UploadConflictError,
   NotFoundError,
   assertSafeKey,

@@ -67,6 +67,37 @@ describe('FileReader', () => {
     expect(state.mostInFlight).toBeLessThanOrEqual(3);
   });
 
+  it('reads into the buffers its consumer hands back, and keeps no more than it can use', async () => {
+    const bigPath = join(dir, 'big');
+    const big = randomBytes(12 * MiB);
+    writeFileSync(bigPath, big);
+    const reader = new FileReader(await open(bigPath, 'r'), 0, big.length - 1);
+    const chunks: Buffer[] = [];
+    const buffers = new Set<ArrayBufferLike>();
+    for await (const chunk of reader) {
+      const bytes = chunk as Buffer;
+      // Copied out before the buffer goes back: the next reads overwrite it.
+      chunks.push(Buffer.from(bytes));
+      buffers.add(bytes.buffer);
+      reader.recycle(bytes);
+    }
+    expect(Buffer.concat(chunks).equals(big)).toBe(true);
+    expect(chunks).toHaveLength(12);
+    // Three reads in flight, one chunk waiting in the stream, one with the consumer.
+    expect(buffers.size).toBeLessThanOrEqual(5);
+  });
+
+  it('allocates a buffer per read when no whole chunk is handed back', async () => {
+    const reader = new FileReader(await open(path, 'r'), 0, content.length - 1);
+    const buffers = new Set<ArrayBufferLike>();
+    for await (const chunk of reader) {
+      buffers.add((chunk as Buffer).buffer);
+      // A view into the middle of a chunk is not a read buffer to read into.
+      reader.recycle((chunk as Buffer).subarray(1));
+    }
+    expect(buffers.size).toBe(6);
+  });
+
   it('ends at the end of a file shorter than the range, without a gap', async () => {
     const bytes = await readAll(new FileReader(await open(path, 'r'), 3 * MiB, 9 * MiB));
     expect(bytes.equals(content.subarray(3 * MiB))).toBe(true);

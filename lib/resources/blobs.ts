@@ -1,5 +1,4 @@
-import { pipeline } from 'node:stream/promises';
-import { requireDeleteEnabled, sendEmpty, type RequestContext, type ResourceDispatcher } from '../context';
+import { requireDeleteEnabled, sendEmpty, sendStream, type RequestContext, type ResourceDispatcher } from '../context';
 import { parseDigest } from '../digest';
 import { RegistryError } from '../errors';
 import type { Log } from '../log';
@@ -49,7 +48,7 @@ class BlobHandler {
     }
     const stream = await store.openBlob(digest, range);
     this.log('sending %s (%d bytes)', digest.value, length);
-    await pipeline(stream, res);
+    await sendStream(stream, res);
   }
 
   /** DELETE: unlink the blob from this repository. */

@@ -1,6 +1,22 @@
 import type { Readable } from 'node:stream';
 import type { ByteRange } from '../range';
 
+/**
+ * A content stream that takes its chunks back for reuse. The router hands each chunk to
+ * {@link recycle} once the socket has taken it, so the stream can read into that memory again:
+ * with a new buffer per chunk, a 1 GiB download leaves 1 GiB of buffers to the garbage collector.
+ * Other consumers never call it, and then the stream keeps allocating.
+ */
+export interface RecyclingReadable extends Readable {
+  /** Takes back a chunk this stream emitted, which its consumer no longer reads. */
+  recycle(chunk: Buffer): void;
+}
+
+/** Whether `stream` takes its chunks back for reuse. */
+export function isRecycling(stream: Readable): stream is RecyclingReadable {
+  return typeof (stream as Partial<RecyclingReadable>).recycle === 'function';
+}
+
 /** What a storage adapter knows about a piece of stored content. */
 export interface ContentInfo {
   /** Size in bytes. */
@@ -81,7 +97,10 @@ export interface StorageAdapter {
   /** Size of the content under `key`, or undefined when there is none. */
   statContent(key: string): Promise<ContentInfo | undefined>;
 
-  /** Streams content, whole or an inclusive byte range. Rejects with {@link NotFoundError}. */
+  /**
+   * Streams content, whole or an inclusive byte range. Rejects with {@link NotFoundError}. The
+   * stream may be a {@link RecyclingReadable}, to read into the same few buffers throughout.
+   */
   readContent(key: string, range?: ByteRange): Promise<Readable>;
 
   /**

@@ -18,6 +18,7 @@ import http from 'node:http';
 import { connect, createServer, type AddressInfo } from 'node:net';
 import os from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const MiB = 1 << 20;
 const MB = 1e6;
@@ -36,12 +37,13 @@ interface Flags {
   json?: string;
   reference: boolean;
   serverNodeArgs: string[];
+  settleSeconds: number;
 }
 
 const ALL_WORKLOADS = ['limits', 'put', 'stream', 'chunks', 'get', 'range', 'small', 'head', 'scaling'];
 
 const HELP = `usage: npm run bench -- [flags]
-  --quick                 small preset: --size 128 --rounds 1 --small 300 --heads 2000 --scaling 1,16,128
+  --quick                 small preset: --size 128 --rounds 1 --small 300 --heads 2000 --scaling 1,16,128 --settle 0
   --size MIB              big blob for put/stream/chunks/get/range (default 1024)
   --chunk MIB             PATCH chunk size for "chunks" (default 8)
   --rounds N              rounds per workload (default 3)
@@ -54,7 +56,8 @@ const HELP = `usage: npm run bench -- [flags]
   --workloads a,b,..      subset of ${ALL_WORKLOADS.join(',')} (default all)
   --json FILE             also write the results as JSON
   --no-reference          run only our server
-  --server-node-args A,B  extra node flags for our server, e.g. --cpu-prof,--cpu-prof-dir=/tmp/prof`;
+  --server-node-args A,B  extra node flags for our server, e.g. --cpu-prof,--cpu-prof-dir=/tmp/prof
+  --settle SECONDS        quiet time before each timed large write (default 6, --quick 0); see README`;
 
 function parseFlags(argv: string[]): Flags {
   const flags: Flags = {
@@ -70,9 +73,10 @@ function parseFlags(argv: string[]): Flags {
     workloads: new Set(ALL_WORKLOADS),
     reference: true,
     serverNodeArgs: [],
+    settleSeconds: 6,
   };
   if (argv.includes('--quick')) {
-    Object.assign(flags, { sizeMiB: 128, rounds: 1, smallCount: 300, heads: 2000, scalingMiB: [1, 16, 128] });
+    Object.assign(flags, { sizeMiB: 128, rounds: 1, smallCount: 300, heads: 2000, scalingMiB: [1, 16, 128], settleSeconds: 0 });
   }
   const numbers = (text: string) => text.split(',').map(Number);
   for (let i = 0; i < argv.length; i++) {
@@ -97,6 +101,7 @@ function parseFlags(argv: string[]): Flags {
       case '--json': flags.json = resolve(value()); break;
       case '--no-reference': flags.reference = false; break;
       case '--server-node-args': flags.serverNodeArgs = value().split(','); break;
+      case '--settle': flags.settleSeconds = Number(value()); break;
       case '--help': console.log(HELP); process.exit(0);
       default: throw new Error(`unknown flag ${flag}\n${HELP}`);
     }
@@ -147,6 +152,7 @@ async function startOurs(dir: string, nodeArgs: string[]): Promise<Server> {
     env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: join(dir, 'ours') },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
+  reportEarlyExit(child, 'our example server');
   const base = `http://127.0.0.1:${port}`;
   await waitForRegistry(base, child, 'our example server');
   return { name: 'ours', base, pid: child.pid!, process: child, startKiB: statusKiB(child.pid!, 'VmRSS') };
@@ -181,10 +187,24 @@ async function startReference(dir: string): Promise<Server | undefined> {
       '',
     ].join('\n'),
   );
-  const child = spawn(binary, ['serve', config], { stdio: ['ignore', 'ignore', 'ignore'] });
+  const logFile = join(dir, 'reference.log');
+  const child = spawn(binary, ['serve', config], { stdio: ['ignore', 'ignore', openSync(logFile, 'w')] });
+  reportEarlyExit(child, 'docker-registry', logFile);
   const base = `http://127.0.0.1:${port}`;
   await waitForRegistry(base, child, 'docker-registry');
   return { name: 'reference', base, pid: child.pid!, process: child, startKiB: statusKiB(child.pid!, 'VmRSS') };
+}
+
+/**
+ * Says so when a server exits before the benchmark stops it (which would otherwise show only as
+ * a failed request), with the end of its log when it has one.
+ */
+function reportEarlyExit(child: ChildProcess, name: string, logFile?: string): void {
+  child.once('exit', (code, signal) => {
+    if (child.killed) return;
+    console.error(`${name} exited during the run (${signal ?? `exit code ${code}`})`);
+    if (logFile && existsSync(logFile)) console.error(readFileSync(logFile, 'utf8').split('\n').slice(-30).join('\n'));
+  });
 }
 
 async function stopServer(server: Server): Promise<void> {
@@ -236,7 +256,10 @@ class MemoryWatch {
 // ---------------------------------------------------------------------------------------------
 // The client: node:http with keep-alive, data generated and hashed once.
 
-const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+// Node's server closes a connection idle for 5 s (its keepAliveTimeout); dropping idle sockets
+// after 4 s keeps a request from going out on one just as the server closes it, which the pauses
+// between large writes would otherwise make likely.
+const agent = new http.Agent({ keepAlive: true, maxSockets: 256, timeout: 4000 });
 
 /** A request body: a list of buffers written in order with back-pressure. */
 type Body = Buffer[];
@@ -479,7 +502,12 @@ async function measure(
   const serverCpuBefore = processCpuSeconds(server.pid);
   const clientBefore = process.cpuUsage();
   const started = process.hrtime.bigint();
-  await work();
+  try {
+    await work();
+  } catch (error) {
+    watch?.stop();
+    throw error;
+  }
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   const client = process.cpuUsage(clientBefore);
   return {
@@ -587,28 +615,59 @@ async function alternate(servers: Server[], round: number, fn: (server: Server) 
   for (const server of order) await fn(server);
 }
 
-/** The machine's limits over the same bytes; resolves to the lower of sha256 and a durable file write, in MB/s. */
-function measureLimits(data: Buffer, dir: string): number {
-  const bytes = data.length;
-  let started = process.hrtime.bigint();
+/** The machine's sha256 speed over `data`, in MB/s: the hashing part of the uploads' limit. */
+function measureHashLimit(data: Buffer): number {
+  const started = process.hrtime.bigint();
   const hash = createHash('sha256');
-  for (let offset = 0; offset < bytes; offset += MiB) hash.update(data.subarray(offset, offset + MiB));
+  for (let offset = 0; offset < data.length; offset += MiB) hash.update(data.subarray(offset, offset + MiB));
   hash.digest();
-  const shaSeconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const rate = data.length / (Number(process.hrtime.bigint() - started) / 1e9) / MB;
+  row('limit: node sha256, 1 MiB updates', 'MB/s').limit = rate;
+  return rate;
+}
+
+/** Writes `data` to a new file in 1 MiB writes, then fsyncs it; records both speeds, in MB/s. */
+function measureWriteLimit(data: Buffer, dir: string): void {
   const file = join(dir, 'limit-write');
-  started = process.hrtime.bigint();
+  const started = process.hrtime.bigint();
   const fd = openSync(file, 'w');
-  for (let offset = 0; offset < bytes; offset += MiB) writeSync(fd, data, offset, Math.min(MiB, bytes - offset));
+  for (let offset = 0; offset < data.length; offset += MiB) writeSync(fd, data, offset, Math.min(MiB, data.length - offset));
   const writeSeconds = Number(process.hrtime.bigint() - started) / 1e9;
   fsyncSync(fd);
   const syncSeconds = Number(process.hrtime.bigint() - started) / 1e9;
   closeSync(fd);
   rmSync(file);
-  const rate = (seconds: number) => bytes / seconds / MB;
-  row('limit: node sha256, 1 MiB updates', 'MB/s').limit = rate(shaSeconds);
-  row('limit: file write, 1 MiB writes', 'MB/s').limit = rate(writeSeconds);
-  row('limit: file write + fsync', 'MB/s').limit = rate(syncSeconds);
-  return Math.min(rate(shaSeconds), rate(syncSeconds));
+  (writeLimits.write ??= []).push(data.length / writeSeconds / MB);
+  (writeLimits.sync ??= []).push(data.length / syncSeconds / MB);
+  row('limit: file write, 1 MiB writes', 'MB/s').limit = median(writeLimits.write);
+  row('limit: file write + fsync', 'MB/s').limit = median(writeLimits.sync);
+}
+
+const writeLimits: { write?: number[]; sync?: number[] } = {};
+
+/**
+ * When the latest large write ended. On a virtual machine whose balloon device reports free
+ * memory to the host (virtio-balloon free page reporting), pages a deleted or replaced file
+ * frees go back to the host within seconds, and writing into returned pages costs a host fault
+ * each: in a side experiment a 1 GiB write + fsync took 0.9-1.1 s right after a 1 GiB delete
+ * and 2.4-3.1 s eight seconds after it. A timed write that follows another by less than that would measure
+ * how recently the other finished; {@link settle} makes every one start after the same quiet time.
+ */
+let lastLargeWrite = 0;
+
+async function settle(flags: Flags): Promise<void> {
+  const wait = lastLargeWrite + flags.settleSeconds * 1000 - Date.now();
+  if (wait > 0) await sleep(wait);
+}
+
+/** Waits out the quiet time, runs one large write, and notes when it ended. */
+async function largeWrite<T>(flags: Flags, write: () => Promise<T> | T): Promise<T> {
+  await settle(flags);
+  try {
+    return await write();
+  } finally {
+    lastLargeWrite = Date.now();
+  }
 }
 
 async function main(): Promise<void> {
@@ -631,7 +690,8 @@ async function main(): Promise<void> {
     const big = new BlobSource(data, bigSize);
     void big.digest; // hashed once, before any timing
 
-    const uploadLimit = flags.workloads.has('limits') ? measureLimits(data.subarray(0, Math.min(bigSize, data.length)), dir) : undefined;
+    const limitData = data.subarray(0, Math.min(bigSize, data.length));
+    const hashLimit = flags.workloads.has('limits') ? measureHashLimit(limitData) : undefined;
 
     servers.push(await startOurs(dir, flags.serverNodeArgs));
     if (flags.reference) {
@@ -650,6 +710,7 @@ async function main(): Promise<void> {
     for (const server of servers) {
       if (!needBlob) continue;
       await uploadMonolithic(server.base, 'bench/get', big);
+      lastLargeWrite = Date.now();
       // Every byte checked once, untimed; the timed reads below only count them.
       await download(server.base, 'bench/get', big, undefined, true);
       await download(server.base, 'bench/get', big, range, true);
@@ -657,10 +718,13 @@ async function main(): Promise<void> {
 
     for (let round = 0; round < flags.rounds; round++) {
       console.log(`round ${round + 1}/${flags.rounds} (load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')})`);
+      // The machine's write speed in the same state as the uploads' (see settle), once a round.
+      if (hashLimit !== undefined) await largeWrite(flags, () => measureWriteLimit(limitData, dir));
+      const uploadLimit = hashLimit === undefined ? undefined : Math.min(hashLimit, median(writeLimits.sync!));
       for (const [name, title, work] of bigWorkloads) {
         if (!flags.workloads.has(name)) continue;
         await alternate(servers, round, async (server) => {
-          const sample = await measure(server, () => work(server), mbps(bigSize), true);
+          const sample = await largeWrite(flags, () => measure(server, () => work(server), mbps(bigSize), true));
           record(title, 'MB/s', server, sample);
           record(`peak RSS above idle during ${name}`, 'MiB', server, { ...sample, value: sample.memoryMiB! }, false);
         });
@@ -732,7 +796,9 @@ async function main(): Promise<void> {
         const blob = new BlobSource(data, sizeMiB * MiB);
         void blob.digest;
         await alternate(servers, index, async (server) => {
-          const sample = await measure(server, () => uploadMonolithic(server.base, 'bench/scaling', blob), (seconds) => (seconds * 1e9) / blob.size, true);
+          const timed = () => measure(server, () => uploadMonolithic(server.base, 'bench/scaling', blob), (seconds) => (seconds * 1e9) / blob.size, true);
+          // A small write needs few pages, whichever state they are in.
+          const sample = sizeMiB >= 256 ? await largeWrite(flags, timed) : await timed();
           record(`PUT ${sizeMiB} MiB: time per byte`, 'ns/B', server, sample, false);
           record(`PUT ${sizeMiB} MiB: peak RSS above idle`, 'MiB', server, { ...sample, value: sample.memoryMiB! }, false);
         });

@@ -87,15 +87,17 @@ describe('FileReader', () => {
     expect(buffers.size).toBeLessThanOrEqual(5);
   });
 
-  it('allocates a buffer per read when no whole chunk is handed back', async () => {
+  it('reads only into its own read buffers: not a view into one, nor memory it did not allocate', async () => {
     const reader = new FileReader(await open(path, 'r'), 0, content.length - 1);
     const buffers = new Set<ArrayBufferLike>();
+    const foreign = Buffer.alloc(MiB);
     for await (const chunk of reader) {
       buffers.add((chunk as Buffer).buffer);
-      // A view into the middle of a chunk is not a read buffer to read into.
       reader.recycle((chunk as Buffer).subarray(1));
+      reader.recycle(foreign);
     }
     expect(buffers.size).toBe(6);
+    expect(buffers.has(foreign.buffer)).toBe(false);
   });
 
   it('ends at the end of a file shorter than the range, without a gap', async () => {

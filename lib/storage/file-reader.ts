@@ -26,6 +26,8 @@ export class FileReader extends Readable implements RecyclingReadable {
   private readonly pending: PendingRead[] = [];
   /** Read buffers the consumer handed back, used before any new one is allocated. */
   private readonly spare: Buffer[] = [];
+  /** The memory of this reader's full-size read buffers: only that is read into again. */
+  private readonly own = new WeakSet<ArrayBufferLike>();
 
   constructor(
     private readonly handle: FileHandle,
@@ -59,9 +61,9 @@ export class FileReader extends Readable implements RecyclingReadable {
   }
 
   recycle(chunk: Buffer): void {
-    // Each full read has a buffer of its own, and its chunk starts that buffer (a short read's
-    // chunk is shorter, not offset).
-    if (chunk.byteOffset === 0 && chunk.buffer.byteLength === READ_SIZE && this.spare.length <= READS_AHEAD) {
+    // A chunk starts its read buffer (a short read's chunk is shorter, not offset); a view into
+    // the middle, or memory that is not ours (Buffer's shared pool, say), is left alone.
+    if (chunk.byteOffset === 0 && this.own.has(chunk.buffer) && this.spare.length <= READS_AHEAD) {
       this.spare.push(Buffer.from(chunk.buffer));
     }
   }
@@ -74,10 +76,16 @@ export class FileReader extends Readable implements RecyclingReadable {
     );
   }
 
+  private newReadBuffer(): Buffer {
+    const buffer = Buffer.allocUnsafeSlow(READ_SIZE);
+    this.own.add(buffer.buffer);
+    return buffer;
+  }
+
   private readAhead(): void {
     while (this.pending.length < READS_AHEAD && this.next <= this.end) {
       const length = Math.min(READ_SIZE, this.end - this.next + 1);
-      const buffer = length === READ_SIZE ? (this.spare.pop() ?? Buffer.allocUnsafeSlow(READ_SIZE)) : Buffer.allocUnsafe(length);
+      const buffer = length === READ_SIZE ? (this.spare.pop() ?? this.newReadBuffer()) : Buffer.allocUnsafe(length);
       const bytes = this.handle.read(buffer, 0, length, this.next).then(({ bytesRead }) => buffer.subarray(0, bytesRead));
       // A read dropped after an early end or a destroy must not fail the process when it rejects.
       bytes.catch(() => undefined);

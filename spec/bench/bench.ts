@@ -637,13 +637,14 @@ function measureWriteLimit(data: Buffer, dir: string): void {
   const syncSeconds = Number(process.hrtime.bigint() - started) / 1e9;
   closeSync(fd);
   rmSync(file);
-  (writeLimits.write ??= []).push(data.length / writeSeconds / MB);
-  (writeLimits.sync ??= []).push(data.length / syncSeconds / MB);
+  writeLimits.write.push(data.length / writeSeconds / MB);
+  writeLimits.sync.push(data.length / syncSeconds / MB);
   row('limit: file write, 1 MiB writes', 'MB/s').limit = median(writeLimits.write);
   row('limit: file write + fsync', 'MB/s').limit = median(writeLimits.sync);
 }
 
-const writeLimits: { write?: number[]; sync?: number[] } = {};
+/** Each round's plain write figures, in MB/s: without and with the fsync. */
+const writeLimits = { write: [] as number[], sync: [] as number[] };
 
 /**
  * When the latest large write ended. On a virtual machine whose balloon device reports free
@@ -651,18 +652,14 @@ const writeLimits: { write?: number[]; sync?: number[] } = {};
  * frees go back to the host within seconds, and writing into returned pages costs a host fault
  * each: in a side experiment a 1 GiB write + fsync took 0.9-1.1 s right after a 1 GiB delete
  * and 2.4-3.1 s eight seconds after it. A timed write that follows another by less than that would measure
- * how recently the other finished; {@link settle} makes every one start after the same quiet time.
+ * how recently the other finished; {@link largeWrite} makes every one start after the same quiet time.
  */
 let lastLargeWrite = 0;
 
-async function settle(flags: Flags): Promise<void> {
-  const wait = lastLargeWrite + flags.settleSeconds * 1000 - Date.now();
-  if (wait > 0) await sleep(wait);
-}
-
 /** Waits out the quiet time, runs one large write, and notes when it ended. */
 async function largeWrite<T>(flags: Flags, write: () => Promise<T> | T): Promise<T> {
-  await settle(flags);
+  const wait = lastLargeWrite + flags.settleSeconds * 1000 - Date.now();
+  if (wait > 0) await sleep(wait);
   try {
     return await write();
   } finally {
@@ -720,7 +717,7 @@ async function main(): Promise<void> {
       console.log(`round ${round + 1}/${flags.rounds} (load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')})`);
       // The machine's write speed in the same state as the uploads' (see settle), once a round.
       if (hashLimit !== undefined) await largeWrite(flags, () => measureWriteLimit(limitData, dir));
-      const uploadLimit = hashLimit === undefined ? undefined : Math.min(hashLimit, median(writeLimits.sync!));
+      const uploadLimit = hashLimit === undefined ? undefined : Math.min(hashLimit, median(writeLimits.sync));
       for (const [name, title, work] of bigWorkloads) {
         if (!flags.workloads.has(name)) continue;
         await alternate(servers, round, async (server) => {

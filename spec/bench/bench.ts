@@ -57,7 +57,7 @@ const HELP = `usage: npm run bench -- [flags]
   --json FILE             also write the results as JSON
   --no-reference          run only our server
   --server-node-args A,B  extra node flags for our server, e.g. --cpu-prof,--cpu-prof-dir=/tmp/prof
-  --settle SECONDS        quiet time before each timed large write (default 6, --quick 0); see README`;
+  --settle SECONDS        quiet time before each timed write of 256 MiB or more (default 6, --quick 0); see README`;
 
 function parseFlags(argv: string[]): Flags {
   const flags: Flags = {
@@ -652,12 +652,16 @@ const writeLimits = { write: [] as number[], sync: [] as number[] };
  * frees go back to the host within seconds, and writing into returned pages costs a host fault
  * each: in a side experiment a 1 GiB write + fsync took 0.9-1.1 s right after a 1 GiB delete
  * and 2.4-3.1 s eight seconds after it. A timed write that follows another by less than that would measure
- * how recently the other finished; {@link largeWrite} makes every one start after the same quiet time.
+ * how recently the other finished; {@link timedWrite} makes every one start after the same quiet time.
  */
 let lastLargeWrite = 0;
 
-/** Waits out the quiet time, runs one large write, and notes when it ended. */
-async function largeWrite<T>(flags: Flags, write: () => Promise<T> | T): Promise<T> {
+/** Writes from this size on wait out the quiet time; a smaller one needs few pages, whatever their state. */
+const LARGE_WRITE = 256 * MiB;
+
+/** Runs a timed write of `bytes`; a large one after the quiet time, noting when it ended. */
+async function timedWrite<T>(flags: Flags, bytes: number, write: () => Promise<T> | T): Promise<T> {
+  if (bytes < LARGE_WRITE) return write();
   const wait = lastLargeWrite + flags.settleSeconds * 1000 - Date.now();
   if (wait > 0) await sleep(wait);
   try {
@@ -716,12 +720,12 @@ async function main(): Promise<void> {
     for (let round = 0; round < flags.rounds; round++) {
       console.log(`round ${round + 1}/${flags.rounds} (load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')})`);
       // The machine's write speed in the same state as the uploads' (see settle), once a round.
-      if (hashLimit !== undefined) await largeWrite(flags, () => measureWriteLimit(limitData, dir));
+      if (hashLimit !== undefined) await timedWrite(flags, limitData.length, () => measureWriteLimit(limitData, dir));
       const uploadLimit = hashLimit === undefined ? undefined : Math.min(hashLimit, median(writeLimits.sync));
       for (const [name, title, work] of bigWorkloads) {
         if (!flags.workloads.has(name)) continue;
         await alternate(servers, round, async (server) => {
-          const sample = await largeWrite(flags, () => measure(server, () => work(server), mbps(bigSize), true));
+          const sample = await timedWrite(flags, bigSize, () => measure(server, () => work(server), mbps(bigSize), true));
           record(title, 'MB/s', server, sample);
           record(`peak RSS above idle during ${name}`, 'MiB', server, { ...sample, value: sample.memoryMiB! }, false);
         });
@@ -793,9 +797,9 @@ async function main(): Promise<void> {
         const blob = new BlobSource(data, sizeMiB * MiB);
         void blob.digest;
         await alternate(servers, index, async (server) => {
-          const timed = () => measure(server, () => uploadMonolithic(server.base, 'bench/scaling', blob), (seconds) => (seconds * 1e9) / blob.size, true);
-          // A small write needs few pages, whichever state they are in.
-          const sample = sizeMiB >= 256 ? await largeWrite(flags, timed) : await timed();
+          const sample = await timedWrite(flags, blob.size, () =>
+            measure(server, () => uploadMonolithic(server.base, 'bench/scaling', blob), (seconds) => (seconds * 1e9) / blob.size, true),
+          );
           record(`PUT ${sizeMiB} MiB: time per byte`, 'ns/B', server, sample, false);
           record(`PUT ${sizeMiB} MiB: peak RSS above idle`, 'MiB', server, { ...sample, value: sample.memoryMiB! }, false);
         });

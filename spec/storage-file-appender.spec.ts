@@ -1,10 +1,12 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { constants, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
+// The module object itself (not an import copy), so that a spy on it reaches the code under test.
+import fsPromises = require('node:fs/promises');
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { FileAppender, FLUSH_INTERVAL, UploadFlusher } from '../lib/storage/file-appender';
+import { DIRECT_BLOCK, FileAppender, FLUSH_INTERVAL, UploadFlusher } from '../lib/storage/file-appender';
 import { FileSystemStorage } from '../lib/storage/filesystem';
 import { NotFoundError } from '../lib/storage/adapter';
 import { useTempDir } from './support/temp-dir';
@@ -14,6 +16,13 @@ const MiB = 1 << 20;
 function chunks(count: number, size: number): Buffer[] {
   const piece = randomBytes(size);
   return Array.from({ length: count }, (_, index) => Buffer.concat([Buffer.from([index & 0xff]), piece.subarray(1)]));
+}
+
+async function waitUntil(condition: () => boolean): Promise<void> {
+  for (let tries = 0; !condition(); tries++) {
+    if (tries > 200) throw new Error('condition not met within 2 s');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 }
 
 function sha256(buffers: Buffer[]): string {
@@ -26,14 +35,11 @@ describe('FileAppender and UploadFlusher', () => {
   const dir = useTempDir('appender-');
   const path = () => join(dir(), 'data');
 
-  describe('FileAppender', () => {
+  describe('FileAppender through the page cache', () => {
     let handle: FileHandle;
     beforeEach(async () => {
       writeFileSync(path(), 'head');
       handle = await open(path(), 'a');
-    });
-    afterEach(async () => {
-      await handle.close();
     });
 
     it('appends every byte in order and tells its flusher the file size as it opens and after each write', async () => {
@@ -42,6 +48,7 @@ describe('FileAppender and UploadFlusher', () => {
       const flusher = { flushIfDue: (size: number) => sizes.push(size) } as unknown as UploadFlusher;
       const appender = new FileAppender(handle, 4, flusher);
       await pipeline(Readable.from(body), appender);
+      await appender.close();
 
       expect(appender.bytesWritten).toBe(20 * MiB);
       expect(sha256([readFileSync(path())])).toBe(sha256([Buffer.from('head'), ...body]));
@@ -51,12 +58,135 @@ describe('FileAppender and UploadFlusher', () => {
     });
 
     it('turns a short write into an ENOSPC error and counts the bytes that did land', async () => {
-      const shortHandle = { writev: (buffers: Buffer[]) => handle.writev([buffers[0].subarray(0, 1)]) } as unknown as FileHandle;
+      const shortHandle = { writev: (buffers: Buffer[]) => handle.writev([buffers[0].subarray(0, 1)]), close: () => handle.close() } as unknown as FileHandle;
       const appender = new FileAppender(shortHandle, 4, new UploadFlusher(path()));
       await expect(pipeline(Readable.from(chunks(2, 1024)), appender)).rejects.toMatchObject({ code: 'ENOSPC' });
-      await appender.settled();
+      await appender.close();
       expect(appender.bytesWritten).toBe(1);
       expect(readFileSync(path()).length).toBe(5);
+    });
+  });
+
+  describe('FileAppender with direct writes', () => {
+    const directSupported = async () => {
+      const probe = await open(join(dir(), 'probe'), constants.O_WRONLY | constants.O_CREAT | constants.O_DIRECT).catch(() => undefined);
+      await probe?.close();
+      return probe !== undefined;
+    };
+
+    /** Appends `body` to a file holding `start`, counting the bytes that went through the page cache. */
+    async function append(start: Buffer, body: Readable, options: { direct?: boolean } = {}) {
+      writeFileSync(path(), start);
+      const handle = await open(path(), 'a');
+      const cached: number[] = [];
+      const counting = {
+        writev: (buffers: Buffer[]) => {
+          cached.push(buffers.reduce((sum, buffer) => sum + buffer.length, 0));
+          return handle.writev(buffers);
+        },
+        close: () => handle.close(),
+      } as unknown as FileHandle;
+      const appender = new FileAppender(counting, start.length, new UploadFlusher(path()), options.direct === false ? undefined : path());
+      const result = await pipeline(body, appender).then(
+        () => undefined,
+        (error: Error) => error,
+      );
+      await appender.close();
+      return { appender, cached, error: result };
+    }
+
+    it('writes whole blocks past the cache from the first page boundary, and the rest through it', async () => {
+      const body = chunks(7, MiB);
+      const { appender, cached, error } = await append(Buffer.from('head'), Readable.from(body));
+      expect(error).toBeUndefined();
+      expect(sha256([readFileSync(path())])).toBe(sha256([Buffer.from('head'), ...body]));
+      expect(appender.bytesWritten).toBe(7 * MiB);
+      const cachedTotal = cached.reduce((sum, length) => sum + length, 0);
+      if (await directSupported()) {
+        expect(appender.directRefused).toBe(false);
+        // 4092 bytes up to the boundary; then three blocks of 2 MiB; the last 1 MiB - 4092 bytes.
+        expect(cached[0]).toBe(4092);
+        expect(cachedTotal).toBe(7 * MiB - 3 * DIRECT_BLOCK);
+      } else {
+        expect(appender.directRefused).toBe(true);
+        expect(cachedTotal).toBe(7 * MiB);
+      }
+    });
+
+    it('writes everything through the cache when direct writes are not asked for', async () => {
+      const { cached } = await append(Buffer.alloc(0), Readable.from(chunks(5, MiB)), { direct: false });
+      expect(cached.reduce((sum, length) => sum + length, 0)).toBe(5 * MiB);
+    });
+
+    it('writes what a block gathered once the body pauses, then goes on from the next page boundary', async () => {
+      const body = chunks(6, MiB);
+      const source = new PassThrough();
+      const appending = append(Buffer.alloc(0), source);
+      source.write(body[0].subarray(0, 150_000));
+      await waitUntil(() => statSync(path()).size === 150_000);
+      for (const chunk of [body[0].subarray(150_000), ...body.slice(1)]) source.write(chunk);
+      source.end();
+      const { cached, error } = await appending;
+      expect(error).toBeUndefined();
+      expect(sha256([readFileSync(path())])).toBe(sha256(body));
+      if (await directSupported()) {
+        expect(cached.slice(0, 2)).toEqual([150_000, 4096 - (150_000 % 4096)]);
+        // From 151,552 on, two whole blocks; the last 1,945,600 bytes fill no block.
+        expect(cached.reduce((sum, length) => sum + length, 0)).toBe(6 * MiB - 2 * DIRECT_BLOCK);
+      }
+    });
+
+    it('keeps the bytes it gathered when the body fails midway', async () => {
+      const body = chunks(3, MiB);
+      const failing = Readable.from(
+        (async function* () {
+          yield* body;
+          throw new Error('client went away');
+        })(),
+      );
+      const { error } = await append(Buffer.alloc(0), failing);
+      expect(error?.message).toBe('client went away');
+      expect(sha256([readFileSync(path())])).toBe(sha256(body));
+    });
+
+    it('falls back to the cache, and says so, when the file system refuses a direct write', async () => {
+      const realOpen = fsPromises.open;
+      const refusing = jest.spyOn(fsPromises, 'open').mockImplementation(async (file, flags, mode) => {
+        const opened = await realOpen(file, flags, mode);
+        if (typeof flags === 'number' && flags & constants.O_DIRECT) {
+          opened.write = (() => Promise.reject(Object.assign(new Error('invalid argument'), { code: 'EINVAL' }))) as typeof opened.write;
+        }
+        return opened;
+      });
+      try {
+        const body = chunks(5, MiB);
+        const { appender, cached, error } = await append(Buffer.alloc(0), Readable.from(body));
+        expect(error).toBeUndefined();
+        expect(appender.directRefused).toBe(true);
+        expect(cached.reduce((sum, length) => sum + length, 0)).toBe(5 * MiB);
+        expect(sha256([readFileSync(path())])).toBe(sha256(body));
+      } finally {
+        refusing.mockRestore();
+      }
+    });
+
+    it('does not append after a write failed, so the file stays a prefix of the body', async () => {
+      const realOpen = fsPromises.open;
+      const failing = jest.spyOn(fsPromises, 'open').mockImplementation(async (file, flags, mode) => {
+        const opened = await realOpen(file, flags, mode);
+        if (typeof flags === 'number' && flags & constants.O_DIRECT) {
+          opened.write = (() => Promise.reject(Object.assign(new Error('input/output error'), { code: 'EIO' }))) as typeof opened.write;
+        }
+        return opened;
+      });
+      try {
+        // One block, whose write fails, and 1 MiB gathered after it that must not be appended.
+        const { error } = await append(Buffer.alloc(0), Readable.from(chunks(3, MiB)));
+        expect(error).toMatchObject({ code: 'EIO' });
+        expect(readFileSync(path()).length).toBe(0);
+      } finally {
+        failing.mockRestore();
+      }
     });
   });
 
@@ -89,7 +219,8 @@ describe('FileAppender and UploadFlusher', () => {
 
   describe('FileSystemStorage after a failed background flush', () => {
     async function uploadWithFailedFlush() {
-      const storage = new FileSystemStorage({ root: dir() });
+      // Through the cache, so that the bytes wait for a background flush.
+      const storage = new FileSystemStorage({ root: dir(), directWrites: false });
       await storage.createUpload('u1');
       const body = chunks(FLUSH_INTERVAL / MiB, MiB);
       expect(await storage.appendUpload('u1', 0, Readable.from(body))).toBe(FLUSH_INTERVAL);

@@ -1,6 +1,7 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { FileSystemStorage } from '../lib';
 import { describeStorageAdapterContract } from './support/adapter-contract';
 
@@ -16,3 +17,28 @@ describeStorageAdapterContract(
     if (root) await rm(root, { recursive: true, force: true });
   },
 );
+
+describe('FileSystemStorage commits', () => {
+  let folder: string;
+  beforeEach(async () => {
+    folder = await mkdtemp(join(tmpdir(), 'oci-fs-commit-'));
+  });
+  afterEach(async () => {
+    await rm(folder, { recursive: true, force: true });
+  });
+
+  it('keeps the stored file when the same content is committed again, and drops the upload', async () => {
+    const storage = new FileSystemStorage({ root: folder });
+    const upload = async (id: string) => {
+      await storage.createUpload(id);
+      await storage.appendUpload(id, 0, Readable.from([Buffer.from('same bytes')]));
+      await storage.commitUpload(id, 10, 'sha256/ab/same');
+    };
+    await upload('first');
+    const stored = await stat(join(folder, 'content', 'sha256/ab/same'));
+    await upload('second');
+    expect((await stat(join(folder, 'content', 'sha256/ab/same'))).ino).toBe(stored.ino);
+    expect(await storage.uploadSize('second')).toBeUndefined();
+    await expect(stat(join(folder, 'uploads', 'second'))).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+});

@@ -22,6 +22,14 @@ import { FileReader } from './file-reader';
 export interface FileSystemStorageOptions {
   /** Folder that holds everything; created when missing. */
   root: string;
+  /**
+   * Write uploads past the page cache (`O_DIRECT`) in 2 MiB blocks where the file system allows
+   * it (default true). Uploads reach the disk before they are committed either way; direct
+   * writes skip filling memory with pages the upload will not need again, which measured two to
+   * three times faster on a virtual machine whose host takes free memory back. A blob pushed this
+   * way is not in the page cache, so its first pull reads it from disk.
+   */
+  directWrites?: boolean;
 }
 
 /**
@@ -42,9 +50,12 @@ export class FileSystemStorage implements StorageAdapter {
   private readonly lockOwner = `${hostname()} ${process.pid}`;
   /** The background flushes of each upload this process has appended to. */
   private readonly flushers = new Map<string, UploadFlusher>();
+  /** Cleared when the file system refuses a direct write. */
+  private directWrites: boolean;
 
   constructor(options: FileSystemStorageOptions) {
     this.root = options.root;
+    this.directWrites = options.directWrites ?? true;
   }
 
   async createUpload(id: string): Promise<void> {
@@ -61,15 +72,14 @@ export class FileSystemStorage implements StorageAdapter {
       await this.failIfFlushFailed(id, false);
       let flusher = this.flushers.get(id);
       if (!flusher) this.flushers.set(id, (flusher = new UploadFlusher(this.uploadData(id))));
-      const handle = await open(this.uploadData(id), 'a');
-      const file = new FileAppender(handle, expectedSize, flusher);
+      const file = await FileAppender.open(this.uploadData(id), expectedSize, flusher, this.directWrites);
       try {
         await pipeline(body, file);
       } finally {
         // Writes already issued land before the lock lets another append in, so after a failure
         // the size is final; the bytes written so far stay in the upload.
-        await file.settled();
-        await handle.close();
+        await file.close();
+        if (file.directRefused) this.directWrites = false;
       }
       // Every byte went in under the lock, so the new size is known without another stat.
       return expectedSize + file.bytesWritten;
@@ -95,13 +105,19 @@ export class FileSystemStorage implements StorageAdapter {
       const size = await this.requireUploadSize(id);
       if (size !== expectedSize) throw new UploadConflictError(size);
       await this.failIfFlushFailed(id, true);
-      const handle = await open(this.uploadData(id), 'r');
-      try {
-        await handle.sync();
-      } finally {
-        await handle.close();
+      if (await statOrUndefined(this.contentPath(contentKey))) {
+        // The same bytes are stored already (the core has verified both): that copy stays, with
+        // whatever of it the page cache holds, and this one needs no fsync.
+        await unlink(this.uploadData(id));
+      } else {
+        const handle = await open(this.uploadData(id), 'r');
+        try {
+          await handle.sync();
+        } finally {
+          await handle.close();
+        }
+        await withParents(this.contentPath(contentKey), (target) => rename(this.uploadData(id), target));
       }
-      await withParents(this.contentPath(contentKey), (target) => rename(this.uploadData(id), target));
     } finally {
       await release();
     }

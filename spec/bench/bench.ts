@@ -13,12 +13,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
 import { once } from 'node:events';
-import { closeSync, existsSync, fsyncSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, constants, existsSync, fsyncSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import http from 'node:http';
 import { connect, createServer, type AddressInfo } from 'node:net';
 import os from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { DIRECT_BLOCK } from '../../lib/storage/file-appender';
 
 const MiB = 1 << 20;
 const MB = 1e6;
@@ -643,8 +644,38 @@ function measureWriteLimit(data: Buffer, dir: string): void {
   row('limit: file write + fsync', 'MB/s').limit = median(writeLimits.sync);
 }
 
-/** Each round's plain write figures, in MB/s: without and with the fsync. */
-const writeLimits = { write: [] as number[], sync: [] as number[] };
+/**
+ * The same bytes written past the page cache the way `FileSystemStorage` writes an upload: copied
+ * into one page-aligned block of {@link DIRECT_BLOCK} bytes (WebAssembly memory starts on a page),
+ * written with `O_DIRECT`, then fsync. Skipped where the file system refuses direct writes.
+ */
+function measureDirectWriteLimit(data: Buffer, dir: string): void {
+  const file = join(dir, 'limit-direct');
+  const memory = (globalThis as { WebAssembly?: { Memory: new (descriptor: { initial: number }) => { buffer: ArrayBuffer } } }).WebAssembly;
+  if (constants.O_DIRECT === undefined || !memory) return;
+  const block = Buffer.from(new memory.Memory({ initial: DIRECT_BLOCK / 65536 }).buffer);
+  const length = data.length - (data.length % DIRECT_BLOCK);
+  let fd: number;
+  try {
+    fd = openSync(file, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_DIRECT, 0o644);
+  } catch {
+    return;
+  }
+  const started = process.hrtime.bigint();
+  for (let offset = 0; offset < length; offset += DIRECT_BLOCK) {
+    data.copy(block, 0, offset, offset + DIRECT_BLOCK);
+    writeSync(fd, block, 0, DIRECT_BLOCK, offset);
+  }
+  fsyncSync(fd);
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  closeSync(fd);
+  rmSync(file);
+  writeLimits.direct.push(length / seconds / MB);
+  row(`limit: file write past the cache, ${DIRECT_BLOCK / MiB} MiB O_DIRECT + fsync`, 'MB/s').limit = median(writeLimits.direct);
+}
+
+/** Each round's plain write figures, in MB/s: without and with the fsync, and past the page cache. */
+const writeLimits = { write: [] as number[], sync: [] as number[], direct: [] as number[] };
 
 /**
  * When the latest large write ended. On a virtual machine whose balloon device reports free
@@ -720,7 +751,10 @@ async function main(): Promise<void> {
     for (let round = 0; round < flags.rounds; round++) {
       console.log(`round ${round + 1}/${flags.rounds} (load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')})`);
       // The machine's write speed in the same state as the uploads' (see settle), once a round.
-      if (hashLimit !== undefined) await timedWrite(flags, limitData.length, () => measureWriteLimit(limitData, dir));
+      if (hashLimit !== undefined) {
+        await timedWrite(flags, limitData.length, () => measureWriteLimit(limitData, dir));
+        await timedWrite(flags, limitData.length, () => measureDirectWriteLimit(limitData, dir));
+      }
       const uploadLimit = hashLimit === undefined ? undefined : Math.min(hashLimit, median(writeLimits.sync));
       for (const [name, title, work] of bigWorkloads) {
         if (!flags.workloads.has(name)) continue;

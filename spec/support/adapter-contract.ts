@@ -126,6 +126,7 @@ export function describeStorageAdapterContract(name: string, create: () => Promi
         }
         await Promise.all(ids.map((id) => adapter.commitUpload(id, 4, key)));
         expect((await readAll(await adapter.readContent(key))).toString()).toBe('same');
+        for (const id of ids) expect(await adapter.uploadSize(id)).toBeUndefined();
       });
 
       it('commits an empty upload', async () => {

@@ -38,11 +38,13 @@ const webAssembly = (globalThis as { WebAssembly?: { Memory: new (descriptor: { 
  */
 class AlignedBlocks {
   private readonly free: Buffer[] = [];
-  private unavailable = webAssembly === undefined;
 
-  /** A block, or undefined where no WebAssembly memory can be had (`--jitless`, a tight address-space limit). */
+  /**
+   * A block, or undefined where no WebAssembly memory can be had (Node run with `--jitless`, or
+   * out of address space); the appender then writes through the cache.
+   */
   take(): Buffer | undefined {
-    if (this.free.length === 0 && !this.unavailable) this.addSlab();
+    if (this.free.length === 0 && webAssembly) this.addSlab();
     return this.free.pop();
   }
 
@@ -55,7 +57,6 @@ class AlignedBlocks {
     try {
       slab = new webAssembly!.Memory({ initial: (BLOCKS_PER_SLAB * DIRECT_BLOCK) / 65536 }).buffer;
     } catch {
-      this.unavailable = true;
       return;
     }
     for (let index = BLOCKS_PER_SLAB - 1; index >= 0; index--) this.free.push(Buffer.from(slab, index * DIRECT_BLOCK, DIRECT_BLOCK));

@@ -165,9 +165,11 @@ export class FileAppender extends Writable {
     private readonly flusher: UploadFlusher,
     private readonly directPath?: string,
   ) {
-    super({ highWaterMark: WRITE_AHEAD });
-    this.block = directPath !== undefined && constants.O_DIRECT !== undefined ? alignedBlocks.take() : undefined;
-    this.blocksFrom = this.block ? Math.ceil(startSize / ALIGNMENT) * ALIGNMENT : Infinity;
+    const block = directPath !== undefined && constants.O_DIRECT !== undefined ? alignedBlocks.take() : undefined;
+    // With blocks, the blocks are the write-ahead; chunks queue only while the oldest is written.
+    super({ highWaterMark: block ? DIRECT_BLOCK / 2 : WRITE_AHEAD });
+    this.block = block;
+    this.blocksFrom = block ? Math.ceil(startSize / ALIGNMENT) * ALIGNMENT : Infinity;
     // What earlier appends left goes to disk while this one's body arrives.
     flusher.flushIfDue(startSize);
   }

@@ -41,7 +41,7 @@ interface Flags {
   settleSeconds: number;
 }
 
-const ALL_WORKLOADS = ['limits', 'put', 'stream', 'chunks', 'get', 'range', 'small', 'head', 'scaling'];
+const ALL_WORKLOADS = ['limits', 'put', 'stream', 'chunks', 'get', 'range', 'fresh-get', 'small', 'head', 'scaling'];
 
 const HELP = `usage: npm run bench -- [flags]
   --quick                 small preset: --size 128 --rounds 1 --small 300 --heads 2000 --scaling 1,16,128 --settle 0
@@ -327,18 +327,20 @@ function follow(base: string, location: string | undefined, params: Record<strin
 
 /** A blob of `size` bytes made of the random data, repeated when larger; sliced for writing. */
 class BlobSource {
-  private static readonly digests = new Map<number, string>();
+  private static readonly digests = new Map<string, string>();
 
+  /** A blob of `size` bytes whose byte `i` is the data's byte `(i + shift) % data.length`. */
   constructor(
     private readonly data: Buffer,
     readonly size: number,
+    private readonly shift = 0,
   ) {}
 
   /** The bytes from `start` to `end` (exclusive) as buffers of at most `piece` bytes. */
   pieces(start = 0, end = this.size, piece = 4 * MiB): Buffer[] {
     const list: Buffer[] = [];
     for (let offset = start; offset < end; ) {
-      const at = offset % this.data.length;
+      const at = (offset + this.shift) % this.data.length;
       const length = Math.min(piece, end - offset, this.data.length - at);
       list.push(this.data.subarray(at, at + length));
       offset += length;
@@ -347,7 +349,7 @@ class BlobSource {
   }
 
   byteAt(offset: number): Buffer {
-    const at = offset % this.data.length;
+    const at = (offset + this.shift) % this.data.length;
     return this.data.subarray(at, at + 1);
   }
 
@@ -355,7 +357,7 @@ class BlobSource {
   verify(chunk: Buffer, offset: number): void {
     let checked = 0;
     while (checked < chunk.length) {
-      const at = (offset + checked) % this.data.length;
+      const at = (offset + checked + this.shift) % this.data.length;
       const length = Math.min(chunk.length - checked, this.data.length - at);
       if (!chunk.subarray(checked, checked + length).equals(this.data.subarray(at, at + length))) {
         throw new Error(`response bytes differ from the blob at offset ${offset + checked}`);
@@ -365,12 +367,13 @@ class BlobSource {
   }
 
   get digest(): string {
-    let digest = BlobSource.digests.get(this.size);
+    const key = `${this.size}+${this.shift}`;
+    let digest = BlobSource.digests.get(key);
     if (!digest) {
       const hash = createHash('sha256');
       for (const piece of this.pieces(0, this.size, 64 * MiB)) hash.update(piece);
       digest = `sha256:${hash.digest('hex')}`;
-      BlobSource.digests.set(this.size, digest);
+      BlobSource.digests.set(key, digest);
     }
     return digest;
   }
@@ -773,6 +776,16 @@ async function main(): Promise<void> {
       if (flags.workloads.has('range')) {
         await alternate(servers, round, async (server) => {
           record(`Range GET (middle half)`, 'MB/s', server, await measure(server, async () => void (await download(server.base, 'bench/get', big, range)), mbps(range.end - range.start)));
+        });
+      }
+      if (flags.workloads.has('fresh-get')) {
+        // A blob nobody has pulled yet: new bytes each round (the data read from another offset),
+        // pushed untimed, then pulled once. Whatever the push left in the page cache counts here.
+        const fresh = new BlobSource(data, bigSize, round + 1);
+        void fresh.digest;
+        await alternate(servers, round, async (server) => {
+          await timedWrite(flags, bigSize, () => uploadMonolithic(server.base, 'bench/fresh', fresh));
+          record(`first GET of a blob just pushed`, 'MB/s', server, await measure(server, async () => void (await download(server.base, 'bench/fresh', fresh)), mbps(bigSize)));
         });
       }
       if (flags.workloads.has('small')) {

@@ -18,7 +18,7 @@ export const DIRECT_BLOCK = 2 << 20;
 /** Direct writes need buffer addresses, file offsets and lengths on this boundary; a page covers 512 B and 4 KiB sectors. */
 const ALIGNMENT = 4096;
 
-/** Blocks one append holds at most: the one being filled and those written or waiting to be. */
+/** Blocks one append holds at most: those written or waiting to be, and the one being filled. */
 const BLOCKS_PER_APPEND = 4;
 
 /** A block that has gathered bytes but received none for this long is written as it is. */
@@ -251,9 +251,10 @@ export class FileAppender extends Writable {
     write.catch(() => undefined);
     this.lastBlockWrite = write;
     this.blockWrites.push(write);
-    this.block = alignedBlocks.take();
+    this.block = undefined;
     this.filled = 0;
     if (this.blockWrites.length >= BLOCKS_PER_APPEND) await this.blockWrites.shift();
+    this.block = alignedBlocks.take();
   }
 
   private async writeDirect(block: Buffer): Promise<void> {

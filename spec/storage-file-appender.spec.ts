@@ -149,44 +149,47 @@ describe('FileAppender and UploadFlusher', () => {
       expect(sha256([readFileSync(path())])).toBe(sha256(body));
     });
 
-    it('falls back to the cache, and says so, when the file system refuses a direct write', async () => {
+    /** Makes opening a direct descriptor, or every write through one, fail with `code` while `run` runs. */
+    async function withDirectWritesFailing(code: string, run: () => Promise<void>, failing: 'open' | 'write' = 'write'): Promise<void> {
       const realOpen = fsPromises.open;
-      const refusing = jest.spyOn(fsPromises, 'open').mockImplementation(async (file, flags, mode) => {
+      const failure = () => Object.assign(new Error(`direct ${failing} failed: ${code}`), { code });
+      const spy = jest.spyOn(fsPromises, 'open').mockImplementation(async (file, flags, mode) => {
+        const direct = typeof flags === 'number' && (flags & constants.O_DIRECT) !== 0;
+        if (direct && failing === 'open') throw failure();
         const opened = await realOpen(file, flags, mode);
-        if (typeof flags === 'number' && flags & constants.O_DIRECT) {
-          opened.write = (() => Promise.reject(Object.assign(new Error('invalid argument'), { code: 'EINVAL' }))) as typeof opened.write;
-        }
+        if (direct) opened.write = (() => Promise.reject(failure())) as typeof opened.write;
         return opened;
       });
       try {
+        await run();
+      } finally {
+        spy.mockRestore();
+      }
+    }
+
+    it('falls back to the cache, and says so, when the file system refuses a direct write', async () => {
+      await withDirectWritesFailing('EINVAL', async () => {
         const body = chunks(5, MiB);
         const { appender, cached, error } = await append(Buffer.alloc(0), Readable.from(body));
         expect(error).toBeUndefined();
         expect(appender.directRefused).toBe(true);
         expect(cached.reduce((sum, length) => sum + length, 0)).toBe(5 * MiB);
         expect(sha256([readFileSync(path())])).toBe(sha256(body));
-      } finally {
-        refusing.mockRestore();
-      }
+      });
     });
 
-    it('does not append after a write failed, so the file stays a prefix of the body', async () => {
-      const realOpen = fsPromises.open;
-      const failing = jest.spyOn(fsPromises, 'open').mockImplementation(async (file, flags, mode) => {
-        const opened = await realOpen(file, flags, mode);
-        if (typeof flags === 'number' && flags & constants.O_DIRECT) {
-          opened.write = (() => Promise.reject(Object.assign(new Error('input/output error'), { code: 'EIO' }))) as typeof opened.write;
-        }
-        return opened;
-      });
-      try {
-        // One block, whose write fails, and 1 MiB gathered after it that must not be appended.
-        const { error } = await append(Buffer.alloc(0), Readable.from(chunks(3, MiB)));
-        expect(error).toMatchObject({ code: 'EIO' });
-        expect(readFileSync(path()).length).toBe(0);
-      } finally {
-        failing.mockRestore();
-      }
+    it.each(['write', 'open'] as const)('does not append after a direct %s failed, so the file stays a prefix of the body', async (failing) => {
+      const code = failing === 'write' ? 'EIO' : 'EMFILE';
+      await withDirectWritesFailing(
+        code,
+        async () => {
+          // One block, whose write fails, and 1 MiB gathered after it that must not be appended.
+          const { error } = await append(Buffer.alloc(0), Readable.from(chunks(3, MiB)));
+          expect(error).toMatchObject({ code });
+          expect(readFileSync(path()).length).toBe(0);
+        },
+        failing,
+      );
     });
   });
 

@@ -247,8 +247,10 @@ export class FileAppender extends Writable {
   /** Queues the full `block` for writing, and waits while this append holds its most blocks. */
   private async writeBlock(block: Buffer): Promise<void> {
     const write = this.lastBlockWrite.then(() => this.writeDirect(block)).finally(() => alignedBlocks.give(block));
-    // Waited for below or by close(); this keeps a failure from counting as unhandled meanwhile.
-    write.catch(() => undefined);
+    // Waited for below or by close(); noted here, so that a failure is known even before then.
+    write.catch(() => {
+      this.failed = true;
+    });
     this.lastBlockWrite = write;
     this.blockWrites.push(write);
     this.block = undefined;
@@ -270,7 +272,7 @@ export class FileAppender extends Writable {
       try {
         ({ bytesWritten } = await this.directHandle.write(block, 0, block.length, this.startSize + this.bytesWritten));
       } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EINVAL') throw this.fail(error);
+        if ((error as NodeJS.ErrnoException).code !== 'EINVAL') throw error;
         this.directRefused = true;
       }
       if (!this.directRefused) return this.count(bytesWritten!, block.length);

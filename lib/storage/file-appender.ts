@@ -192,8 +192,9 @@ export class FileAppender extends Writable {
    * and closes the file.
    */
   async close(): Promise<void> {
-    clearTimeout(this.idleTimer);
     await this.writing.catch(() => undefined);
+    // Only now: a write still running when close() began may have armed the timer at its end.
+    clearTimeout(this.idleTimer);
     await this.idleWrite.catch(() => undefined);
     await this.lastBlockWrite.catch(() => undefined);
     try {

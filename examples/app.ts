@@ -7,7 +7,6 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import multer from 'multer';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import {
   createRegistryRouter,
   multerStorage,
@@ -86,7 +85,7 @@ async function pushArtifact(registry: RegistryRouter, form: ArtifactForm, files:
   if (files.length === 0) throw new RegistryError('MANIFEST_INVALID', 'choose at least one file');
   const repository = files[0].repository;
   const tag = validateTag(form.tag || 'latest');
-  const config = await storeBytes(registry, repository, EMPTY_CONFIG.bytes);
+  const config = await registry.store.putBlob(repository, EMPTY_CONFIG.bytes);
   const manifest = {
     schemaVersion: 2,
     mediaType: OCI_MANIFEST,
@@ -95,15 +94,8 @@ async function pushArtifact(registry: RegistryRouter, form: ArtifactForm, files:
     layers: files.map((file) => ({ mediaType: file.mediaType, digest: file.digest, size: file.size, annotations: { [TITLE]: file.originalname } })),
     annotations: { 'org.opencontainers.image.created': new Date().toISOString() },
   };
-  const { digest } = await registry.manifests.put(repository, { tag }, Buffer.from(JSON.stringify(manifest)), OCI_MANIFEST);
+  const { digest } = await registry.store.manifests.put(repository, { tag }, Buffer.from(JSON.stringify(manifest)), OCI_MANIFEST);
   return { repository, tag, digest: digest.value, manifest };
-}
-
-/** Stores a small blob through an upload session, as any client push would. */
-async function storeBytes(registry: RegistryRouter, repository: string, bytes: Buffer) {
-  const session = await registry.store.startUpload(repository);
-  await registry.store.appendToUpload(session, 0, Readable.from([bytes]));
-  return registry.store.completeUploadAsStored(session);
 }
 
 /** multer's own errors (limits, malformed forms) in the registry's error format. */

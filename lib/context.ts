@@ -1,10 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
-import { RegistryError, type ErrorCode } from './errors';
+import { RegistryError } from './errors';
 import type { Log } from './log';
-import type { IdleLimit } from './meter';
-import type { ManifestStore } from './manifest-store';
 import { isRecycling } from './storage/adapter';
 import type { RegistryStore } from './store';
 
@@ -25,18 +23,14 @@ export interface ResolvedOptions {
   mountFromAnyRepository: boolean;
   deleteEnabled: boolean;
   maxManifestSize: number;
-  maxBlobSize: number;
-  maxUploadsPerRepository: number;
-  bodyIdleTimeout: number;
 }
 
 /** Everything a resource's handlers need for one request. */
 export interface RequestContext {
   req: RegistryRequest;
   res: ServerResponse;
+  /** Uploads, blobs, manifests, tags and referrers over the router's storage, with its limits. */
   store: RegistryStore;
-  /** Manifests, tags and referrers over the same storage. */
-  manifests: ManifestStore;
   options: ResolvedOptions;
   /** Where the router is mounted (`''` or e.g. `/r`), for building `Location` URLs. */
   baseUrl: string;
@@ -55,14 +49,6 @@ export type ResourceDispatcher = (context: RequestContext, log: Log) => MethodTa
 /** Throws 405 `UNSUPPORTED` when the registry was set up without DELETE. */
 export function requireDeleteEnabled(options: ResolvedOptions): void {
   if (!options.deleteEnabled) throw new RegistryError('UNSUPPORTED', 'deleting is disabled on this registry');
-}
-
-/** The idle limit of request bodies: a 408 with `code` once no byte has arrived for `timeout` ms. */
-export function bodyIdleLimit(timeout: number, code: ErrorCode): IdleLimit {
-  return {
-    timeout,
-    error: () => new RegistryError(code, `no bytes arrived for ${timeout} ms; the request was ended`, { status: 408 }),
-  };
 }
 
 /** Ends a response with no body. */

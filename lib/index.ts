@@ -4,9 +4,8 @@
  *
  * @packageDocumentation
  */
-export { createRegistryRouter, DEFAULT_MAX_MANIFEST_SIZE, type RegistryOptions, type RegistryRouter, type RegistryLimits } from './router';
+export { createRegistryRouter, DEFAULT_MAX_MANIFEST_SIZE, type RegistryOptions, type RegistryRouter } from './router';
 export { OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, type ManifestReference, type ReferrerDescriptor } from './manifest';
-export type { ManifestStore, StoredManifest } from './manifest-store';
 export {
   RegistryEvents,
   REGISTRY_EVENT_NAMES,
@@ -48,7 +47,21 @@ export { RegistryError, ERROR_CODES, sendError, type ErrorCode } from './errors'
 export { validateName, validateTag } from './names';
 export { parseDigest, SUPPORTED_ALGORITHMS, type Digest, type DigestAlgorithm } from './digest';
 export type { ByteRange } from './range';
-export type { UploadSession, BlobInfo, RegistryStore, RegistryStoreOptions } from './store';
+export {
+  RegistryStore,
+  DEFAULT_LIMITS,
+  type RegistryStoreOptions,
+  type StoreLimits,
+  type UploadStore,
+  type UploadSession,
+  type AppendOptions,
+  type StoredBlob,
+  type BlobStore,
+  type BlobInfo,
+  type ManifestStore,
+  type ManifestRecord,
+  type StoredManifest,
+} from './store';
 export {
   multerStorage,
   type MulterStorageOptions,

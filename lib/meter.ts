@@ -1,5 +1,6 @@
 import type { Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
+import { RegistryError, type ErrorCode } from './errors';
 
 /** How long a {@link Meter} waits for the next byte, and the error it fails with then. */
 export interface IdleLimit {
@@ -69,4 +70,12 @@ export class Meter extends Transform {
     clearTimeout(this.idleTimer);
     callback(error);
   }
+}
+
+/** The idle limit of request bodies: a 408 with `code` once no byte has arrived for `timeout` ms. */
+export function bodyIdleLimit(timeout: number, code: ErrorCode): IdleLimit {
+  return {
+    timeout,
+    error: () => new RegistryError(code, `no bytes arrived for ${timeout} ms; the request was ended`, { status: 408 }),
+  };
 }

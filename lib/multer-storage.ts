@@ -1,6 +1,5 @@
 import type { Request } from 'express';
-import { PassThrough, pipeline, type Readable } from 'node:stream';
-import { bodyIdleLimit } from './context';
+import { pipeline, Transform, type Readable } from 'node:stream';
 import { parseDigest } from './digest';
 import { RegistryError } from './errors';
 import { moduleLogger } from './log';
@@ -64,8 +63,8 @@ const MEDIA_TYPE = /^[A-Za-z0-9][\w!#$&^.+-]*\/[A-Za-z0-9][\w!#$&^.+-]*$/;
  * app.post('/upload', upload.array('files'), (req, res) => res.json(req.files));
  * ```
  */
-export function multerStorage(registry: Pick<RegistryRouter, 'store' | 'limits'>, options: MulterStorageOptions): RegistryStorageEngine {
-  const { store, limits } = registry;
+export function multerStorage(registry: Pick<RegistryRouter, 'store'>, options: MulterStorageOptions): RegistryStorageEngine {
+  const { store } = registry;
   const logFor = moduleLogger('multer');
   // Blobs each request linked that were not in their repository before, so removal never
   // unlinks a blob someone else pushed.
@@ -74,20 +73,21 @@ export function multerStorage(registry: Pick<RegistryRouter, 'store' | 'limits'>
   async function handleFile(req: Request, file: MulterFileStream): Promise<RegistryFileInfo> {
     const repository = validateName(typeof options.repository === 'string' ? options.repository : await options.repository(req, file));
     const mediaType = options.mediaType?.(req, file) ?? (MEDIA_TYPE.test(file.mimetype) ? file.mimetype : 'application/octet-stream');
-    const session = await store.startUpload(repository, limits.maxUploadsPerRepository);
-    const log = logFor({ repository, upload: session.id });
-    // pipeline turns a part that closes without ending (the request torn down) into an error.
-    const body = new PassThrough();
+    const log = logFor({ repository });
+    // pipeline turns a part that closes without ending (the request torn down) into an error, and
+    // a part multer cut at its fileSize limit fails at its end, so neither is stored.
+    const body = new Transform({
+      transform: (chunk, _encoding, callback) => callback(null, chunk),
+      flush: (callback) =>
+        callback(
+          (file.stream as Readable & { truncated?: boolean }).truncated
+            ? new RegistryError('SIZE_INVALID', `${file.originalname.slice(0, 200)} is larger than the upload limit`, { status: 413 })
+            : null,
+        ),
+    });
     pipeline(file.stream, body, () => undefined);
     try {
-      await store.appendToUpload(session, 0, body, {
-        maxBlobSize: limits.maxBlobSize,
-        idle: bodyIdleLimit(limits.bodyIdleTimeout, 'BLOB_UPLOAD_INVALID'),
-      });
-      if ((file.stream as Readable & { truncated?: boolean }).truncated) {
-        throw new RegistryError('SIZE_INVALID', `${file.originalname.slice(0, 200)} is larger than the upload limit`, { status: 413 });
-      }
-      const { digest, size, alreadyLinked } = await store.completeUploadAsStored(session);
+      const { digest, size, alreadyLinked } = await store.putBlob(repository, body);
       if (!alreadyLinked) {
         const added = addedByRequest.get(req) ?? new Set<string>();
         added.add(`${repository}@${digest.value}`);
@@ -96,7 +96,6 @@ export function multerStorage(registry: Pick<RegistryRouter, 'store' | 'limits'>
       log('stored form file %s as %s (%d bytes)', file.originalname, digest.value, size);
       return { repository, digest: digest.value, size, mediaType };
     } catch (error) {
-      await store.cancelUpload(session);
       log('form file %s failed: %s', file.originalname, (error as Error).message);
       throw error;
     }
@@ -106,7 +105,7 @@ export function multerStorage(registry: Pick<RegistryRouter, 'store' | 'limits'>
     if (file.repository === undefined || file.digest === undefined) return;
     const key = `${file.repository}@${file.digest}`;
     if (!addedByRequest.get(req)?.delete(key)) return;
-    await store.unlinkBlob(file.repository, parseDigest(file.digest));
+    await store.blobs.unlink(file.repository, parseDigest(file.digest));
     logFor({ repository: file.repository })('removed form file %s of an abandoned request', file.digest);
   }
 

@@ -4,7 +4,6 @@ import { DEFAULT_CHALLENGE, enforceAccess, type AccessRequest, type Action, type
 import type { MethodTable, RegistryRequest, ResolvedOptions, ResourceDispatcher, HttpMethod } from './context';
 import { RegistryError, sendError } from './errors';
 import { moduleLogger } from './log';
-import { ManifestStore } from './manifest-store';
 import { validateName } from './names';
 import { baseDispatcher } from './resources/base';
 import { blobDispatcher } from './resources/blobs';
@@ -57,19 +56,16 @@ export interface RegistryOptions {
   uploadPurging?: { maxAge?: number; interval?: number } | false;
 }
 
-/** The limits every upload into the registry is held to; see {@link RegistryOptions}. */
-export type RegistryLimits = Readonly<Pick<ResolvedOptions, 'maxBlobSize' | 'maxUploadsPerRepository' | 'bodyIdleTimeout'>>;
-
 /** The router {@link createRegistryRouter} returns: an Express router with the registry's events, store and maintenance calls. */
 export interface RegistryRouter extends Router {
   /** Typed events for every change: uploads, commits, mounts, deletions. See {@link RegistryEventMap}. */
   readonly events: RegistryEvents;
-  /** The registry's data model over the storage adapter, for host code that stores blobs itself. */
+  /**
+   * The registry's data model over the storage adapter, held to the router's limits: uploads,
+   * blobs (`store.putBlob` stores one in a call) and manifests, for host code that stores or reads
+   * content itself (the multer bridge, an artifact built from a form).
+   */
   readonly store: RegistryStore;
-  /** The upload limits in force, with defaults filled in, for host code that stores blobs itself (the multer bridge applies them). */
-  readonly limits: RegistryLimits;
-  /** Manifests, tags and referrers, for host code that pushes or reads manifests itself (e.g. an artifact built from a form). */
-  readonly manifests: ManifestStore;
   /**
    * Removes upload sessions started more than the purging `maxAge` ago (or `maxAge` given here)
    * and resolves to their ids. Sessions with a request in flight are left alone.
@@ -154,33 +150,28 @@ const routerLog = moduleLogger('router')({});
  * ```
  */
 export function createRegistryRouter(options: RegistryOptions): RegistryRouter {
-  const store = new RegistryStore(options.storage, { progressInterval: options.progressInterval });
+  const store = new RegistryStore(options.storage, {
+    maxBlobSize: options.maxBlobSize,
+    maxUploadsPerRepository: options.maxUploadsPerRepository,
+    bodyIdleTimeout: options.bodyIdleTimeout,
+    progressInterval: options.progressInterval,
+  });
   const resolved: ResolvedOptions = {
     // With access control on, a mount without `from` would bypass the pull check on the source.
     mountFromAnyRepository: options.mountFromAnyRepository ?? !options.authorize,
     deleteEnabled: options.deleteEnabled ?? true,
     maxManifestSize: options.maxManifestSize ?? DEFAULT_MAX_MANIFEST_SIZE,
-    maxBlobSize: options.maxBlobSize ?? 16 * 1024 ** 3,
-    maxUploadsPerRepository: options.maxUploadsPerRepository ?? 1000,
-    bodyIdleTimeout: options.bodyIdleTimeout ?? 60_000,
   };
   const access: AccessControl | undefined = options.authorize && {
     authorize: options.authorize,
     challenge: options.challenge ?? DEFAULT_CHALLENGE,
   };
-  const manifests = new ManifestStore(store);
   const purging = options.uploadPurging === false ? undefined : options.uploadPurging ?? {};
   const maxAge = purging?.maxAge ?? 7 * DAY;
   const router: RegistryRouter = Object.assign(Router(), {
     events: store.events,
     store,
-    manifests,
-    limits: {
-      maxBlobSize: resolved.maxBlobSize,
-      maxUploadsPerRepository: resolved.maxUploadsPerRepository,
-      bodyIdleTimeout: resolved.bodyIdleTimeout,
-    },
-    purgeStaleUploads: (age = maxAge) => store.purgeStaleUploads(age),
+    purgeStaleUploads: (age = maxAge) => store.uploads.purgeStale(age),
   });
   router.use((req: Request, res: Response, next: NextFunction) => {
     const path = req.path;
@@ -188,7 +179,7 @@ export function createRegistryRouter(options: RegistryOptions): RegistryRouter {
       next();
       return;
     }
-    void dispatch(req as unknown as RegistryRequest, res, { store, manifests, options: resolved, access });
+    void dispatch(req as unknown as RegistryRequest, res, { store, options: resolved, access });
   });
   if (purging) schedulePurging(router, purging.interval ?? DAY);
   return router;
@@ -202,7 +193,6 @@ interface AccessControl {
 /** What every request of one router shares. */
 interface RouterState {
   store: RegistryStore;
-  manifests: ManifestStore;
   options: ResolvedOptions;
   access: AccessControl | undefined;
 }
@@ -219,9 +209,8 @@ function schedulePurging(router: RegistryRouter, interval: number): void {
   timer.unref();
 }
 
-async function dispatch(req: RegistryRequest, res: ServerResponse, { store, manifests, options, access }: RouterState): Promise<void> {
+async function dispatch(req: RegistryRequest, res: ServerResponse, { store, options, access }: RouterState): Promise<void> {
   res.setHeader('Docker-Distribution-API-Version', 'registry/2.0');
-  let uploadInUse: string | undefined;
   try {
     const route = ROUTES.find((candidate) => candidate.pattern.test(req.path));
     if (!route) throw new RegistryError('NAME_UNKNOWN', `no registry endpoint at ${req.path.slice(0, 200)}`, { status: 404 });
@@ -232,7 +221,7 @@ async function dispatch(req: RegistryRequest, res: ServerResponse, { store, mani
     const query = new URL(req.url ?? '/', 'http://registry.invalid').searchParams;
     const log = loggers.get(route.module)!({ repository: repository || undefined, upload: params.uploadId });
     const mayPull = async (name: string) => !access || (await access.authorize(req, { repository: name, actions: PULL })) === true;
-    const context = { req, res, store, manifests, options, baseUrl: req.baseUrl, repository, params, query, mayPull };
+    const context = { req, res, store, options, baseUrl: req.baseUrl, repository, params, query, mayPull };
     const table: MethodTable = route.dispatcher(context, log);
     const method = req.method as HttpMethod;
     const handler = table[method];
@@ -246,9 +235,8 @@ async function dispatch(req: RegistryRequest, res: ServerResponse, { store, mani
       await enforceAccess(req, requests, access.authorize, access.challenge);
     }
     log('%s %s', req.method, req.path);
-    uploadInUse = params.uploadId;
-    if (uploadInUse !== undefined) store.markInUse(uploadInUse);
-    await handler();
+    const uploadId = params.uploadId;
+    await (uploadId === undefined ? handler() : store.uploads.withSession(uploadId, handler));
   } catch (error) {
     if (!(error instanceof RegistryError)) routerLog('error on %s %s: %O', req.method, req.path, error);
     if (!req.complete) {
@@ -257,8 +245,6 @@ async function dispatch(req: RegistryRequest, res: ServerResponse, { store, mani
       req.resume();
     }
     sendError(res, error);
-  } finally {
-    if (uploadInUse !== undefined) store.markDone(uploadInUse);
   }
 }
 

@@ -37,13 +37,15 @@ function disconnect(url: string, method: string, headers: Record<string, string>
 describe('client disconnects leave nothing half-written or leaked', () => {
   let root: string;
   let registry: RegistryRouter;
+  let storage: FileSystemStorage;
   let server: Awaited<ReturnType<typeof listen>>;
   const big = bytes(6 * 1024 * 1024, 41);
   const image = makeImage('disconnect');
 
   beforeAll(async () => {
     root = await mkdtemp(join(tmpdir(), 'oci-disconnect-'));
-    registry = createRegistryRouter({ storage: new FileSystemStorage({ root }), uploadPurging: false });
+    storage = new FileSystemStorage({ root });
+    registry = createRegistryRouter({ storage, uploadPurging: false });
     server = await listen(express().use(registry));
     // Content to read back and reference: a big blob and an image.
     for (const blob of [big, Buffer.from(image.config), ...image.layers.map((layer) => Buffer.from(layer))]) {
@@ -62,10 +64,10 @@ describe('client disconnects leave nothing half-written or leaked', () => {
     await waitFor('locks to be released', () => filesUnder(join(root, 'uploads')), (files) => files.every((file) => !file.endsWith('/lock')));
     expect(await filesUnder(join(root, 'tmp'))).toEqual([]);
     await expectOnlyVerifiedContent(root);
-    const state = registry.store as unknown as { inUse: Map<string, number>; runningHashes: Map<string, unknown> };
+    const state = registry.store.uploads as unknown as { inUse: Map<string, number>; runningHashes: Map<string, unknown> };
     await waitFor('in-flight requests to end', async () => state.inUse.size, (size) => size === 0);
     // Running hashes are kept only for sessions that still exist.
-    const sessions = new Set(await registry.store.adapter.listDocuments('uploads/'));
+    const sessions = new Set(await storage.listDocuments('uploads/'));
     expect([...state.runningHashes.keys()].filter((id) => !sessions.has(id))).toEqual([]);
   }
 
@@ -78,12 +80,12 @@ describe('client disconnects leave nothing half-written or leaked', () => {
 
   it.each(moments)('monolithic POST, %s: no session and no blob stay behind unless it completed', async (moment) => {
     const data = bytes(3 * 1024 * 1024, 42);
-    const before = await registry.store.adapter.listDocuments('uploads/');
+    const before = await storage.listDocuments('uploads/');
     await disconnect(`${server.url}/v2/d/mono/blobs/uploads/?digest=${sha256(data)}`, 'POST', octets(data.length), data, moment);
     await expectNothingLeaked();
     // The server cancels the session once it sees the body fail.
-    await waitFor('the session to be cancelled', () => registry.store.adapter.listDocuments('uploads/'), (ids) => ids.length === before.length);
-    expect(await registry.store.adapter.listDocuments('uploads/')).toEqual(before);
+    await waitFor('the session to be cancelled', () => storage.listDocuments('uploads/'), (ids) => ids.length === before.length);
+    expect(await storage.listDocuments('uploads/')).toEqual(before);
     const head = await request(`${server.url}/v2/d/mono/blobs/${sha256(data)}`, { method: 'HEAD' });
     expect(head.status).toBe(moment === 'mid-response' ? 200 : 404);
   });
@@ -143,11 +145,11 @@ describe('client disconnects leave nothing half-written or leaked', () => {
 
   it('many aborted uploads leave no file handle, session or running hash behind', async () => {
     const data = bytes(512 * 1024, 45);
-    const sessionsBefore = (await registry.store.adapter.listDocuments('uploads/')).length;
+    const sessionsBefore = (await storage.listDocuments('uploads/')).length;
     await Promise.all(
       Array.from({ length: 20 }, () => disconnect(`${server.url}/v2/d/many/blobs/uploads/?digest=${sha256(data)}`, 'POST', octets(data.length), data, 'mid-body')),
     );
     await expectNothingLeaked();
-    await waitFor('the sessions to be cancelled', () => registry.store.adapter.listDocuments('uploads/'), (ids) => ids.length === sessionsBefore);
+    await waitFor('the sessions to be cancelled', () => storage.listDocuments('uploads/'), (ids) => ids.length === sessionsBefore);
   });
 });

@@ -15,7 +15,7 @@ class BlobHandler {
   async fetch(withBody: boolean): Promise<void> {
     const { store, repository, req, res } = this.context;
     const digest = parseDigest(this.context.params.digest);
-    const info = await store.blobInfo(repository, digest);
+    const info = await store.blobs.info(repository, digest);
     if (!info) throw new RegistryError('BLOB_UNKNOWN', `${digest.value} is not in ${repository}`);
     const range = parseRequestRange(req.headers.range, info.size);
     if (range === 'unsatisfiable') {
@@ -23,7 +23,7 @@ class BlobHandler {
         headers: { 'Content-Range': `bytes */${info.size}` },
       });
     }
-    const url = withBody ? await store.blobUrl(digest) : undefined;
+    const url = withBody ? await store.blobs.url(digest) : undefined;
     if (url) {
       this.log('redirecting to the storage for %s', digest.value);
       sendEmpty(res, 307, { Location: url, 'Docker-Content-Digest': digest.value });
@@ -46,7 +46,7 @@ class BlobHandler {
       res.end();
       return;
     }
-    const stream = await store.openBlob(digest, range);
+    const stream = await store.blobs.open(digest, range);
     this.log('sending %s (%d bytes)', digest.value, length);
     await sendStream(stream, res);
   }
@@ -56,7 +56,7 @@ class BlobHandler {
     const { store, repository, options, res } = this.context;
     requireDeleteEnabled(options);
     const digest = parseDigest(this.context.params.digest);
-    if (!(await store.unlinkBlob(repository, digest))) {
+    if (!(await store.blobs.unlink(repository, digest))) {
       throw new RegistryError('BLOB_UNKNOWN', `${digest.value} is not in ${repository}`);
     }
     this.log('deleted %s', digest.value);

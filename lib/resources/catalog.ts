@@ -11,7 +11,7 @@ export const catalogDispatcher: ResourceDispatcher = ({ store, query, res, baseU
     const { after, limit } = pageListOptions(page);
     // Filter before paging, so a page holds `n` names the caller may see whenever that many exist.
     const visible: string[] = [];
-    for (const name of await store.listRepositories({ after })) {
+    for (const name of await store.blobs.listRepositories({ after })) {
       if (limit !== undefined && visible.length >= limit) break;
       if (await mayPull(name)) visible.push(name);
     }

@@ -1,8 +1,8 @@
-import { bodyIdleLimit, requestBody, requireDeleteEnabled, sendEmpty, type RequestContext, type ResourceDispatcher } from '../context';
+import { requestBody, requireDeleteEnabled, sendEmpty, type RequestContext, type ResourceDispatcher } from '../context';
 import { RegistryError } from '../errors';
 import type { Log } from '../log';
 import { parseReference, type ManifestReference } from '../manifest';
-import { Meter } from '../meter';
+import { bodyIdleLimit, Meter } from '../meter';
 
 /** One request against `/v2/<name>/manifests/<reference>`, the reference being a tag or a digest. */
 class ManifestHandler {
@@ -18,7 +18,8 @@ class ManifestHandler {
 
   /** GET/HEAD: the manifest's exact bytes, typed as it was pushed. */
   async fetch(withBody: boolean): Promise<void> {
-    const { manifests, repository, res } = this.context;
+    const { store, repository, res } = this.context;
+    const { manifests } = store;
     const reference = this.reference;
     const manifest = await manifests.resolve(repository, reference);
     if (!manifest) throw unknown(reference, repository);
@@ -33,7 +34,8 @@ class ManifestHandler {
 
   /** PUT: validate and store a manifest, moving the tag when the reference is one. */
   async put(): Promise<void> {
-    const { manifests, repository, req, res, baseUrl } = this.context;
+    const { store, repository, req, res, baseUrl } = this.context;
+    const { manifests } = store;
     const reference = this.reference;
     const body = await this.readBody();
     const { digest, manifest } = await manifests.put(repository, reference, body, req.headers['content-type']);
@@ -47,7 +49,8 @@ class ManifestHandler {
 
   /** DELETE: by digest removes the manifest and its tags; by tag removes only the tag. */
   async delete(): Promise<void> {
-    const { manifests, repository, options, res } = this.context;
+    const { store, repository, options, res } = this.context;
+    const { manifests } = store;
     requireDeleteEnabled(options);
     const reference = this.reference;
     const { tag, digest } = reference;
@@ -59,11 +62,11 @@ class ManifestHandler {
 
   /** The body, whole, refusing more than `maxManifestSize` bytes without reading them all. */
   private async readBody(): Promise<Buffer> {
-    const { req, options } = this.context;
+    const { req, options, store } = this.context;
     const limit = options.maxManifestSize;
     const tooLarge = () => new RegistryError('MANIFEST_INVALID', `manifests are limited to ${limit} bytes`, { status: 413 });
     if (Number(req.headers['content-length'] ?? 0) > limit) throw tooLarge();
-    const meter = new Meter(undefined, limit, tooLarge, { idle: bodyIdleLimit(options.bodyIdleTimeout, 'MANIFEST_INVALID') });
+    const meter = new Meter(undefined, limit, tooLarge, { idle: bodyIdleLimit(store.limits.bodyIdleTimeout, 'MANIFEST_INVALID') });
     const body = requestBody(req);
     body.once('error', (error) => meter.destroy(error));
     body.pipe(meter);

@@ -6,11 +6,11 @@ import { OCI_INDEX } from '../manifest';
  * `/v2/<name>/referrers/<digest>`: an image index of the manifests whose `subject` is the digest
  * (empty, never a 404, when there are none), optionally filtered by `?artifactType=`.
  */
-export const referrersDispatcher: ResourceDispatcher = ({ manifests, repository, params, query, res }, log) => ({
+export const referrersDispatcher: ResourceDispatcher = ({ store, repository, params, query, res }, log) => ({
   GET: async () => {
     const subject = parseDigest(params.digest);
     const artifactType = query.get('artifactType') ?? undefined;
-    const descriptors = await manifests.referrers(repository, subject, artifactType);
+    const descriptors = await store.manifests.referrers(repository, subject, artifactType);
     log('%d referrers of %s%s', descriptors.length, subject.value, artifactType === undefined ? '' : ` of type ${artifactType}`);
     sendJson(
       res,

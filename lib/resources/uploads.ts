@@ -1,4 +1,4 @@
-import { bodyIdleLimit, hasBody, requestBody, sendEmpty, type RequestContext, type ResourceDispatcher } from '../context';
+import { hasBody, requestBody, sendEmpty, type RequestContext, type ResourceDispatcher } from '../context';
 import { parseDigest, type Digest } from '../digest';
 import type { Log } from '../log';
 import { validateName } from '../names';
@@ -21,7 +21,7 @@ class UploadHandler {
     if (mount !== null) {
       const digest = parseDigest(mount);
       const from = query.get('from');
-      const mounted = await store.mountBlob(repository, digest, from === null ? undefined : validateName(from), options.mountFromAnyRepository);
+      const mounted = await store.blobs.mount(repository, digest, from === null ? undefined : validateName(from), options.mountFromAnyRepository);
       if (mounted) {
         this.log('mounted %s from %s', digest.value, from ?? 'the shared store');
         this.sendBlobCreated(digest);
@@ -29,21 +29,21 @@ class UploadHandler {
       }
     }
     const monolithicDigest = mount === null && query.has('digest') ? parseDigest(query.get('digest')) : undefined;
-    const session = await store.startUpload(repository, options.maxUploadsPerRepository);
+    const session = await store.uploads.start(repository);
     this.log('started upload %s', session.id);
     if (monolithicDigest) {
       try {
         await this.appendBody(session);
-        await store.completeUpload(session, monolithicDigest);
+        await store.uploads.complete(session, monolithicDigest);
       } catch (error) {
         // The client never learnt this session's id, so nothing can resume it.
-        await store.cancelUpload(session);
+        await store.uploads.cancel(session);
         throw error;
       }
       this.sendBlobCreated(monolithicDigest);
       return;
     }
-    const minimum = store.adapter.minChunkSize;
+    const minimum = store.uploads.minChunkSize;
     sendEmpty(this.context.res, 202, {
       ...this.sessionHeaders(session, 0),
       ...(minimum ? { 'OCI-Chunk-Min-Length': minimum } : {}),
@@ -53,7 +53,7 @@ class UploadHandler {
   /** GET/HEAD: how much of the session is stored. */
   async status(): Promise<void> {
     const session = await this.findSession();
-    sendEmpty(this.context.res, 204, this.sessionHeaders(session, await this.context.store.uploadSize(session)));
+    sendEmpty(this.context.res, 204, this.sessionHeaders(session, await this.context.store.uploads.size(session)));
   }
 
   /** PATCH: append a chunk (with Content-Range) or a streamed body (without). */
@@ -68,7 +68,7 @@ class UploadHandler {
     const digest = parseDigest(this.context.query.get('digest'));
     const session = await this.findSession();
     if (hasBody(this.context.req)) await this.appendBody(session);
-    const { size } = await this.context.store.completeUpload(session, digest);
+    const { size } = await this.context.store.uploads.complete(session, digest);
     this.log('committed %s (%d bytes)', digest.value, size);
     this.sendBlobCreated(digest);
   }
@@ -76,13 +76,13 @@ class UploadHandler {
   /** DELETE: cancel the session. */
   async cancel(): Promise<void> {
     const session = await this.findSession();
-    await this.context.store.cancelUpload(session);
+    await this.context.store.uploads.cancel(session);
     this.log('cancelled');
     sendEmpty(this.context.res, 204);
   }
 
   private findSession(): Promise<UploadSession> {
-    return this.context.store.findUpload(this.context.repository, this.context.params.uploadId);
+    return this.context.store.uploads.find(this.context.repository, this.context.params.uploadId);
   }
 
   /**
@@ -90,8 +90,8 @@ class UploadHandler {
    * stored size and agree with Content-Length; without one the body is appended as it streams.
    */
   private async appendBody(session: UploadSession): Promise<number> {
-    const { req, store, options } = this.context;
-    const size = await store.uploadSize(session);
+    const { req, store } = this.context;
+    const size = await store.uploads.size(session);
     const contentRange = req.headers['content-range'];
     const contentLength = req.headers['content-length'];
     let declaredLength: number | undefined;
@@ -105,11 +105,9 @@ class UploadHandler {
         throw rangeError(size, `Content-Length ${contentLength} does not match Content-Range ${contentRange}`);
       }
     }
-    const newSize = await store.appendToUpload(session, size, requestBody(req), {
+    const newSize = await store.uploads.append(session, size, requestBody(req), {
       declaredLength,
       announcedLength: contentLength === undefined ? undefined : Number(contentLength),
-      maxBlobSize: options.maxBlobSize,
-      idle: bodyIdleLimit(options.bodyIdleTimeout, 'BLOB_UPLOAD_INVALID'),
     });
     if (declaredLength !== undefined && newSize - size !== declaredLength) {
       throw rangeError(newSize, `the chunk declared ${declaredLength} bytes but ${newSize - size} arrived`);

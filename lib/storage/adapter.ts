@@ -80,6 +80,13 @@ export interface StorageAdapter {
   /** The upload's size, or undefined when there is no such upload. */
   uploadSize(id: string): Promise<number | undefined>;
 
+  /**
+   * Optional: whether an append or commit to the upload is under way, in any process sharing the
+   * store. The purger skips a busy session; without this method it can remove a session another
+   * process is writing, whose request then fails with 404 (nothing unverified is ever published).
+   */
+  uploadBusy?(id: string): Promise<boolean>;
+
   /** Streams the upload's bytes from the start (used to verify a digest when no running hash is at hand). */
   readUpload(id: string): Promise<Readable>;
 

@@ -93,6 +93,16 @@ export class FileSystemStorage implements StorageAdapter {
     return (await statOrUndefined(this.uploadData(id)))?.size;
   }
 
+  async uploadBusy(id: string): Promise<boolean> {
+    assertSafeKey(id);
+    const lockPath = join(this.uploadDir(id), 'lock');
+    const locked = await readlink(lockPath).then(
+      () => true,
+      () => false,
+    );
+    return locked && !(await this.isStaleLock(lockPath));
+  }
+
   async readUpload(id: string): Promise<Readable> {
     assertSafeKey(id);
     return openForReading(this.uploadData(id), `upload ${id}`);

@@ -62,6 +62,10 @@ export class MemoryStorage implements StorageAdapter {
     return this.uploads.get(id)?.size;
   }
 
+  async uploadBusy(id: string): Promise<boolean> {
+    return this.uploads.get(id)?.busy ?? false;
+  }
+
   async readUpload(id: string): Promise<Readable> {
     return Readable.from(this.requireUpload(id).chunks.slice());
   }

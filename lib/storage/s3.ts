@@ -214,6 +214,14 @@ export class S3Storage implements StorageAdapter {
     return (await this.readState(id))?.size;
   }
 
+  async uploadBusy(id: string): Promise<boolean> {
+    assertSafeKey(id);
+    if (!(await this.readState(id))) return false;
+    const claim = await this.claims.tryClaim(`uploads/${id}`);
+    await claim?.release();
+    return claim === undefined;
+  }
+
   async readUpload(id: string): Promise<Readable> {
     assertSafeKey(id);
     let state = await this.requireState(id);

@@ -56,12 +56,12 @@ async function main(): Promise<void> {
     for (let round = 0; round < rounds; round++) {
       for (const mode of ['running', 'readBack'] as const) {
         const writer = new RegistryStore(adapter);
-        const session = await writer.startUpload('bench/verify');
-        await writer.appendToUpload(session, 0, blockStream(size));
+        const session = await writer.uploads.start('bench/verify');
+        await writer.uploads.append(session, 0, blockStream(size));
         // A fresh store over the same adapter stands for another process: it has no running hash.
         const verifier = mode === 'running' ? writer : new RegistryStore(adapter);
         const started = process.hrtime.bigint();
-        await verifier.completeUpload(session, digest);
+        await verifier.uploads.complete(session, digest);
         timings[mode].push(Number(process.hrtime.bigint() - started) / 1e9);
         await adapter.deleteContent(`sha256/${digest.hex.slice(0, 2)}/${digest.hex}`);
       }

@@ -91,6 +91,37 @@ export function describeStorageAdapterContract(name: string, create: () => Promi
         expect(new Set(stored.toString()).size).toBe(1);
       });
 
+      it('reports an upload busy exactly while an append is under way (when it offers uploadBusy)', async () => {
+        if (!adapter.uploadBusy) return;
+        const id = uploadId();
+        expect(await adapter.uploadBusy(id)).toBe(false);
+        await adapter.createUpload(id);
+        expect(await adapter.uploadBusy(id)).toBe(false);
+        // The adapter asks for the body's first bytes only once it holds the upload.
+        let startReading!: () => void;
+        const reading = new Promise<void>((resolve) => (startReading = resolve));
+        let release!: () => void;
+        const released = new Promise<void>((resolve) => (release = resolve));
+        let pushed = false;
+        const body = new Readable({
+          read() {
+            if (pushed) return;
+            pushed = true;
+            startReading();
+            void released.then(() => {
+              this.push(Buffer.from('held'));
+              this.push(null);
+            });
+          },
+        });
+        const append = adapter.appendUpload(id, 0, body);
+        await reading;
+        expect(await adapter.uploadBusy(id)).toBe(true);
+        release();
+        expect(await append).toBe(4);
+        expect(await adapter.uploadBusy(id)).toBe(false);
+      });
+
       it('keeps the bytes written before a body fails, and counts exactly them', async () => {
         const id = uploadId();
         await adapter.createUpload(id);

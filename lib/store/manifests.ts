@@ -1,8 +1,11 @@
-import { digestOf, parseDigest, type Digest } from './digest';
-import { RegistryError } from './errors';
-import { parseManifest, referrerDescriptor, type ManifestReference, type ParsedManifest, type ReferrerDescriptor } from './manifest';
-import type { ListOptions } from './storage/adapter';
-import { repositoryPrefix, type RegistryStore } from './store';
+/** Manifests, tags and referrers: their records, the order they are written in, and what a push must reference. */
+import { digestOf, parseDigest, type Digest } from '../digest';
+import { RegistryError } from '../errors';
+import { parseManifest, referrerDescriptor, type ManifestReference, type ParsedManifest, type ReferrerDescriptor } from '../manifest';
+import type { ListOptions } from '../storage/adapter';
+import type { BlobStore } from './blobs';
+import { digestTagsPrefix, manifestKey, manifestLinkKey, referrerKey, referrersPrefix, tagKey, tagsPrefix } from './paths';
+import type { StoreShared } from './shared';
 
 /** A manifest as a repository records it; its bytes are stored once per digest, apart. */
 export interface ManifestRecord {
@@ -18,42 +21,16 @@ export interface StoredManifest extends ManifestRecord {
   digest: Digest;
 }
 
-/** Document key of a manifest's bytes, shared by every repository that holds it. */
-export function manifestKey(digest: Digest): string {
-  return `manifests/${digest.algorithm}/${digest.hex}`;
-}
-
-/** Document key of the revision link that makes a manifest visible in a repository. */
-export function manifestLinkKey(repository: string, digest: Digest): string {
-  return `${repositoryPrefix(repository)}_manifests/${digest.algorithm}/${digest.hex}`;
-}
-
-/** Key prefix of a repository's tags; each tag is a document naming a manifest digest. */
-export function tagsPrefix(repository: string): string {
-  return `${repositoryPrefix(repository)}_tags/`;
-}
-
-/**
- * Key prefix of the tags that name (or once named) a digest in a repository, so that deleting a
- * manifest finds its tags without reading every tag. An entry may outlive its tag's move or
- * deletion; a delete checks each candidate tag before removing it.
- */
-export function digestTagsPrefix(repository: string, digest: Digest): string {
-  return `${repositoryPrefix(repository)}_digest-tags/${digest.algorithm}/${digest.hex}/`;
-}
-
-/** Key prefix of the referrer entries of one subject digest in a repository. */
-export function referrersPrefix(repository: string, subject: Digest): string {
-  return `${repositoryPrefix(repository)}_referrers/${subject.algorithm}/${subject.hex}/`;
-}
-
 /**
  * Manifests, tags and referrers over the registry's storage. Writes go in an order that never
  * leaves a tag or referrer entry pointing at nothing: bytes, then revision link, then referrer
  * entry, then the tag's index entry and the tag; deletes run the other way.
  */
 export class ManifestStore {
-  constructor(private readonly store: RegistryStore) {}
+  constructor(
+    private readonly shared: StoreShared,
+    private readonly blobs: BlobStore,
+  ) {}
 
   /**
    * Validates and stores a manifest pushed to `reference`, moving the tag when it is one.
@@ -69,7 +46,7 @@ export class ManifestStore {
     }
     const manifest = parseManifest(body, contentType);
     await this.checkReferences(repository, manifest);
-    const adapter = this.store.adapter;
+    const { adapter } = this.shared;
     await adapter.putDocument(manifestKey(digest), body, { ifAbsent: true });
     const record: ManifestRecord = { mediaType: manifest.mediaType, size: body.length, subject: manifest.subject?.value };
     await adapter.putDocument(manifestLinkKey(repository, digest), toJson(record));
@@ -80,8 +57,8 @@ export class ManifestStore {
       await adapter.putDocument(digestTagsPrefix(repository, digest) + reference.tag, Buffer.alloc(0));
       await adapter.putDocument(tagKey(repository, reference.tag), toJson({ digest: digest.value }));
     }
-    await this.store.registerRepository(repository);
-    this.store.events.notify('manifestPushed', {
+    await this.blobs.registerRepository(repository);
+    this.shared.events.notify('manifestPushed', {
       repository,
       digest: digest.value,
       size: body.length,
@@ -97,13 +74,13 @@ export class ManifestStore {
   async resolve(repository: string, reference: ManifestReference): Promise<StoredManifest | undefined> {
     const digest = reference.digest ?? (await this.tagTarget(repository, reference.tag));
     if (!digest) return undefined;
-    const record = await this.store.adapter.getDocument(manifestLinkKey(repository, digest));
+    const record = await this.shared.adapter.getDocument(manifestLinkKey(repository, digest));
     return record && { ...(fromJson(record) as ManifestRecord), digest };
   }
 
   /** A stored manifest's exact bytes. */
   async read(manifest: StoredManifest): Promise<Buffer> {
-    const body = await this.store.adapter.getDocument(manifestKey(manifest.digest));
+    const body = await this.shared.adapter.getDocument(manifestKey(manifest.digest));
     if (!body) throw new RegistryError('MANIFEST_UNKNOWN', `the bytes of ${manifest.digest.value} are missing from the store`);
     return body;
   }
@@ -112,7 +89,7 @@ export class ManifestStore {
   async delete(repository: string, digest: Digest): Promise<boolean> {
     const manifest = await this.resolve(repository, { digest });
     if (!manifest) return false;
-    const adapter = this.store.adapter;
+    const { adapter } = this.shared;
     const candidates = digestTagsPrefix(repository, digest);
     const tags: string[] = [];
     for (const tag of await adapter.listDocuments(candidates)) {
@@ -125,7 +102,7 @@ export class ManifestStore {
     }
     if (manifest.subject) await adapter.deleteDocument(referrerKey(repository, parseDigest(manifest.subject), digest));
     await adapter.deleteDocument(manifestLinkKey(repository, digest));
-    this.store.events.notify('manifestDeleted', { repository, digest: digest.value, tags });
+    this.shared.events.notify('manifestDeleted', { repository, digest: digest.value, tags });
     return true;
   }
 
@@ -133,22 +110,22 @@ export class ManifestStore {
   async deleteTag(repository: string, tag: string): Promise<boolean> {
     const target = await this.tagTarget(repository, tag);
     if (!target) return false;
-    await this.store.adapter.deleteDocument(tagKey(repository, tag));
-    this.store.events.notify('tagDeleted', { repository, tag, digest: target.value });
+    await this.shared.adapter.deleteDocument(tagKey(repository, tag));
+    this.shared.events.notify('tagDeleted', { repository, tag, digest: target.value });
     return true;
   }
 
   /** Tags of `repository` in code unit order, paged; `NAME_UNKNOWN` for a repository that was never pushed to. */
   async listTags(repository: string, options: ListOptions): Promise<string[]> {
-    if (!(await this.store.repositoryExists(repository))) {
+    if (!(await this.blobs.repositoryExists(repository))) {
       throw new RegistryError('NAME_UNKNOWN', `repository ${repository} is not known to this registry`);
     }
-    return this.store.adapter.listDocuments(tagsPrefix(repository), options);
+    return this.shared.adapter.listDocuments(tagsPrefix(repository), options);
   }
 
   /** Descriptors of the manifests in `repository` whose subject is `subject`, optionally of one artifact type. */
   async referrers(repository: string, subject: Digest, artifactType?: string): Promise<ReferrerDescriptor[]> {
-    const adapter = this.store.adapter;
+    const { adapter } = this.shared;
     const prefix = referrersPrefix(repository, subject);
     const descriptors: ReferrerDescriptor[] = [];
     for (const key of await adapter.listDocuments(prefix)) {
@@ -160,29 +137,21 @@ export class ManifestStore {
 
   private async checkReferences(repository: string, manifest: ParsedManifest): Promise<void> {
     for (const blob of manifest.blobs) {
-      if (!(await this.store.blobInfo(repository, blob))) {
+      if (!(await this.blobs.info(repository, blob))) {
         throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `the manifest references ${blob.value}, which is not in ${repository}`);
       }
     }
     for (const child of manifest.children) {
-      if (!(await this.store.adapter.getDocument(manifestLinkKey(repository, child)))) {
+      if (!(await this.shared.adapter.getDocument(manifestLinkKey(repository, child)))) {
         throw new RegistryError('MANIFEST_UNKNOWN', `the index references manifest ${child.value}, which is not in ${repository}`, { status: 400 });
       }
     }
   }
 
   private async tagTarget(repository: string, tag: string): Promise<Digest | undefined> {
-    const document = await this.store.adapter.getDocument(tagKey(repository, tag));
+    const document = await this.shared.adapter.getDocument(tagKey(repository, tag));
     return document && parseDigest((fromJson(document) as { digest: string }).digest);
   }
-}
-
-function tagKey(repository: string, tag: string): string {
-  return tagsPrefix(repository) + tag;
-}
-
-function referrerKey(repository: string, subject: Digest, digest: Digest): string {
-  return `${referrersPrefix(repository, subject)}${digest.algorithm}/${digest.hex}`;
 }
 
 function toJson(value: unknown): Buffer {

@@ -1,0 +1,65 @@
+/** The registry's data model over a storage adapter: uploads, blobs and manifests as peers over one shared base. */
+import { Readable } from 'node:stream';
+import type { Digest } from '../digest';
+import { RegistryEvents } from '../events';
+import type { StorageAdapter } from '../storage/adapter';
+import { BlobStore } from './blobs';
+import { ManifestStore } from './manifests';
+import { DEFAULT_LIMITS, type StoreLimits, type StoreShared } from './shared';
+import { UploadStore, type StoredBlob } from './uploads';
+
+export { BlobStore, type BlobInfo } from './blobs';
+export { ManifestStore, type ManifestRecord, type StoredManifest } from './manifests';
+export { DEFAULT_LIMITS, type StoreLimits } from './shared';
+export { UploadStore, type AppendOptions, type StoredBlob, type UploadSession } from './uploads';
+
+/** Settings of a {@link RegistryStore}: the limits every stored blob is held to; each defaults as in {@link DEFAULT_LIMITS}. */
+export type RegistryStoreOptions = Partial<StoreLimits>;
+
+/**
+ * The registry's data model over a {@link StorageAdapter}. Adapters only move bytes; every rule
+ * about sessions, digests, links, tags and visibility lives in one of the store's parts, once:
+ * {@link UploadStore} (sessions), {@link BlobStore} (links, mounts, catalog) and
+ * {@link ManifestStore} (manifests, tags, referrers). Each part talks to the adapter itself and
+ * to its peers only through their methods.
+ */
+export class RegistryStore {
+  /** Every change the store makes is announced here. */
+  readonly events: RegistryEvents;
+  /** The limits in force, with defaults filled in. */
+  readonly limits: Readonly<StoreLimits>;
+  readonly uploads: UploadStore;
+  readonly blobs: BlobStore;
+  readonly manifests: ManifestStore;
+
+  constructor(adapter: StorageAdapter, options: RegistryStoreOptions = {}) {
+    const limits = Object.freeze({ ...DEFAULT_LIMITS, ...definedOnly(options) });
+    const shared: StoreShared = { adapter, events: new RegistryEvents(), limits };
+    this.events = shared.events;
+    this.limits = limits;
+    this.blobs = new BlobStore(shared);
+    this.uploads = new UploadStore(shared, this.blobs);
+    this.manifests = new ManifestStore(shared, this.blobs);
+  }
+
+  /**
+   * Stores `data` as a blob in `repository` in one call, through an upload session held to the
+   * store's limits: verified against `digest` when given, else stored under its sha256. A failure
+   * leaves nothing behind.
+   */
+  async putBlob(repository: string, data: Readable | Buffer, digest?: Digest): Promise<StoredBlob> {
+    const session = await this.uploads.start(repository);
+    try {
+      await this.uploads.append(session, 0, Buffer.isBuffer(data) ? Readable.from([data]) : data, Buffer.isBuffer(data) ? { announcedLength: data.length } : {});
+      return await this.uploads.completeAs(session, digest);
+    } catch (error) {
+      await this.uploads.cancel(session);
+      throw error;
+    }
+  }
+}
+
+/** `options` without the keys whose value is undefined, so they do not hide a default. */
+function definedOnly<T extends object>(options: T): Partial<T> {
+  return Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,316 @@
+/** Upload sessions: their records, running hashes, appends under the store's limits, commits, and purging. */
+import { randomUUID, type Hash } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { createDigestHash, parseDigest, type Digest, type DigestAlgorithm } from '../digest';
+import { RegistryError } from '../errors';
+import { bodyIdleLimit, Meter } from '../meter';
+import { rangeError } from '../range';
+import { NotFoundError, UploadConflictError } from '../storage/adapter';
+import type { BlobInfo, BlobStore } from './blobs';
+import { contentKey, uploadRecordKey, UPLOADS_PREFIX } from './paths';
+import type { StoreShared } from './shared';
+
+/** An upload session as the registry records it. */
+export interface UploadSession {
+  /** The session id (a UUID), also the adapter's upload id. */
+  id: string;
+  /** The repository the session was started in; it is unknown to every other. */
+  repository: string;
+  /** When the session started (ISO 8601), for purging stale sessions. */
+  startedAt: string;
+}
+
+/** What a request says about the body it appends; see {@link UploadStore.append}. */
+export interface AppendOptions {
+  /** Bytes the chunk's `Content-Range` declares: a longer body fails with 416. */
+  declaredLength?: number;
+  /** Bytes the request says it carries (`Content-Length`), to refuse an oversized blob before reading it. */
+  announcedLength?: number;
+}
+
+/** A blob stored from a session whose digest was computed as its bytes arrived. */
+export interface StoredBlob extends BlobInfo {
+  digest: Digest;
+  /** Whether the repository already had the blob before this session. */
+  alreadyLinked: boolean;
+}
+
+const UPLOAD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * Upload sessions over the adapter's uploads. Digests are computed while bytes stream in: the
+ * process that served a session's last append keeps the running sha256 in memory; any other
+ * process (or a restarted one, or a sha512 digest) verifies by reading the stored bytes back once
+ * at commit.
+ */
+export class UploadStore {
+  private readonly runningHashes = new Map<string, { hash: Hash; size: number }>();
+  /** Sessions with requests in flight in this process, with how many. */
+  private readonly inUse = new Map<string, number>();
+  /** Sessions the purger is removing: requests that arrive meanwhile find them gone. */
+  private readonly purging = new Set<string>();
+  /** Session records seen, by id (records never change), so counting sessions reads each once. */
+  private readonly knownSessions = new Map<string, UploadSession>();
+
+  constructor(
+    private readonly shared: StoreShared,
+    private readonly blobs: BlobStore,
+  ) {}
+
+  /** The smallest chunk other than the last that the storage takes, advertised as `OCI-Chunk-Min-Length`. */
+  get minChunkSize(): number | undefined {
+    return this.shared.adapter.minChunkSize;
+  }
+
+  /**
+   * Starts an upload session in `repository`; fails with 429 `TOOMANYREQUESTS` when the
+   * repository already has `maxUploadsPerRepository`. Concurrent starts may each see the count
+   * below the limit, so the limit can be overshot by the number of starts racing.
+   */
+  async start(repository: string): Promise<UploadSession> {
+    const { adapter, events, limits } = this.shared;
+    const maxOpen = limits.maxUploadsPerRepository;
+    if (Number.isFinite(maxOpen) && (await this.count(repository)) >= maxOpen) {
+      throw new RegistryError('TOOMANYREQUESTS', `${repository} already has ${maxOpen} open upload sessions; finish or cancel some first`);
+    }
+    const session: UploadSession = { id: randomUUID(), repository, startedAt: new Date().toISOString() };
+    // The record goes first: a session whose bytes exist always has a record to purge it by.
+    await adapter.putDocument(uploadRecordKey(session.id), Buffer.from(JSON.stringify(session)));
+    this.knownSessions.set(session.id, session);
+    await adapter.createUpload(session.id);
+    this.runningHashes.set(session.id, { hash: createDigestHash('sha256'), size: 0 });
+    events.notify('uploadStarted', { repository, uploadId: session.id });
+    return session;
+  }
+
+  /** The session `id`, which must belong to `repository`; else `BLOB_UPLOAD_UNKNOWN`. */
+  async find(repository: string, id: string): Promise<UploadSession> {
+    const session = UPLOAD_ID.test(id) && !this.purging.has(id) ? await this.readSession(id) : undefined;
+    if (!session || session.repository !== repository) {
+      throw new RegistryError('BLOB_UPLOAD_UNKNOWN', `upload ${id.slice(0, 80)} is not known in ${repository}`);
+    }
+    return session;
+  }
+
+  /** Bytes stored so far in a session. */
+  async size(session: UploadSession): Promise<number> {
+    const size = await this.shared.adapter.uploadSize(session.id);
+    if (size === undefined) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', `upload ${session.id} has no data`);
+    return size;
+  }
+
+  /**
+   * Appends `body` to a session stored at `expectedSize` bytes and resolves to the new size,
+   * within `maxBlobSize` and `bodyIdleTimeout`. A concurrent writer or a stale offset fails with
+   * a 416 that reports the stored size.
+   */
+  async append(session: UploadSession, expectedSize: number, body: Readable, options: AppendOptions = {}): Promise<number> {
+    const { adapter, events, limits } = this.shared;
+    const { declaredLength } = options;
+    const tooLarge = () => new RegistryError('SIZE_INVALID', `blobs are limited to ${limits.maxBlobSize} bytes on this registry`, { status: 413 });
+    const announced = declaredLength ?? options.announcedLength;
+    if (announced !== undefined && expectedSize + announced > limits.maxBlobSize) throw tooLarge();
+    const running = this.claimRunningHash(session.id, expectedSize);
+    let lastProgress = Number.NEGATIVE_INFINITY;
+    const meterOptions = {
+      idle: bodyIdleLimit(limits.bodyIdleTimeout, 'BLOB_UPLOAD_INVALID'),
+      onBytes: (bytes: number) => {
+        const now = Date.now();
+        if (now - lastProgress < limits.progressInterval) return;
+        lastProgress = now;
+        events.notify('uploadProgress', { repository: session.repository, uploadId: session.id, bytes: expectedSize + bytes });
+      },
+    };
+    const meter =
+      declaredLength === undefined
+        ? new Meter(running, limits.maxBlobSize - expectedSize, tooLarge, meterOptions)
+        : new Meter(running, declaredLength, () => rangeError(expectedSize, `the body is longer than the ${declaredLength} bytes its Content-Range declares`), meterOptions);
+    let bodyError: Error | undefined;
+    const forwardBodyError = (error: Error) => {
+      bodyError = error;
+      meter.destroy(error);
+    };
+    body.once('error', forwardBodyError);
+    // The adapter may start reading only after its own awaits (a lock); until it listens, a body
+    // that fails (a client gone) must not turn into an uncaught 'error' on the meter.
+    meter.on('error', () => undefined);
+    body.pipe(meter);
+    try {
+      const newSize = await adapter.appendUpload(session.id, expectedSize, meter);
+      if (running && meter.bytes === newSize - expectedSize) {
+        this.runningHashes.set(session.id, { hash: running, size: newSize });
+      }
+      return newSize;
+    } catch (error) {
+      body.unpipe(meter);
+      // A body that refused itself (a form part over its limit) says why; any other failure is a client gone.
+      if (bodyError instanceof RegistryError) throw bodyError;
+      if (bodyError) throw new RegistryError('BLOB_UPLOAD_INVALID', 'the body ended early: the client closed the connection');
+      throw translateUploadError(error, session);
+    } finally {
+      body.removeListener('error', forwardBodyError);
+      meter.destroy();
+    }
+  }
+
+  /**
+   * Verifies the session's bytes against `digest` and, when they match, publishes them as that
+   * digest's content linked into the session's repository, and ends the session. On a mismatch
+   * nothing is published and the session stays as it was.
+   */
+  async complete(session: UploadSession, digest: Digest): Promise<BlobInfo> {
+    const { adapter, events } = this.shared;
+    const size = await this.size(session);
+    const actual = await this.hash(session.id, size, digest.algorithm);
+    if (actual !== digest.hex) {
+      throw new RegistryError('DIGEST_INVALID', `the uploaded content has digest ${digest.algorithm}:${actual}, not ${digest.value}`);
+    }
+    try {
+      await adapter.commitUpload(session.id, size, contentKey(digest));
+    } catch (error) {
+      throw translateUploadError(error, session);
+    }
+    this.runningHashes.delete(session.id);
+    await this.blobs.link(session.repository, digest, size);
+    await adapter.deleteDocument(uploadRecordKey(session.id));
+    this.knownSessions.delete(session.id);
+    events.notify('blobCommitted', { repository: session.repository, uploadId: session.id, digest: digest.value, size });
+    return { size };
+  }
+
+  /**
+   * Completes a session under `digest`, or, when none is given, under the sha256 of the bytes it
+   * holds (from the running hash, so they are not read again), for uploads whose digest nobody
+   * knows beforehand (form files).
+   */
+  async completeAs(session: UploadSession, digest?: Digest): Promise<StoredBlob> {
+    const stored = digest ?? parseDigest(`sha256:${await this.hash(session.id, await this.size(session), 'sha256')}`);
+    const alreadyLinked = (await this.blobs.info(session.repository, stored)) !== undefined;
+    const { size } = await this.complete(session, stored);
+    return { digest: stored, size, alreadyLinked };
+  }
+
+  /** Ends a session at the client's request (or a failed one-request upload) and drops its bytes. */
+  async cancel(session: UploadSession): Promise<void> {
+    const size = await this.drop(session);
+    this.shared.events.notify('uploadCancelled', { repository: session.repository, uploadId: session.id, size });
+  }
+
+  /** Runs `work` with session `id` marked in use, so the purger leaves it alone meanwhile. */
+  async withSession<T>(id: string, work: () => Promise<T>): Promise<T> {
+    this.inUse.set(id, (this.inUse.get(id) ?? 0) + 1);
+    try {
+      return await work();
+    } finally {
+      const count = this.inUse.get(id)! - 1;
+      if (count > 0) this.inUse.set(id, count);
+      else this.inUse.delete(id);
+    }
+  }
+
+  /**
+   * Removes sessions started more than `maxAge` ms ago and resolves to their ids; each emits
+   * `uploadExpired`. A session with a request in flight in this process is skipped, and so is one
+   * the adapter reports busy (see `StorageAdapter.uploadBusy`). A request to another process that
+   * begins after that check finds the session gone (404) and never publishes anything unverified.
+   */
+  async purgeStale(maxAge: number): Promise<string[]> {
+    const { adapter, events } = this.shared;
+    const cutoff = Date.now() - maxAge;
+    const purged: string[] = [];
+    for (const id of await this.listSessionIds()) {
+      const session = await this.readSession(id);
+      if (!session || !(Date.parse(session.startedAt) <= cutoff) || this.inUse.has(id)) continue;
+      if (await adapter.uploadBusy?.(id)) continue;
+      // Checked and claimed in one synchronous step: a request arriving from here on finds it gone.
+      if (this.inUse.has(id) || this.purging.has(id)) continue;
+      this.purging.add(id);
+      try {
+        const size = await this.drop(session);
+        events.notify('uploadExpired', { repository: session.repository, uploadId: session.id, size });
+        purged.push(id);
+      } finally {
+        this.purging.delete(id);
+      }
+    }
+    return purged;
+  }
+
+  /** Deletes a session's bytes and record; resolves to how many bytes it held. */
+  private async drop(session: UploadSession): Promise<number> {
+    const { adapter } = this.shared;
+    this.runningHashes.delete(session.id);
+    const size = (await adapter.uploadSize(session.id)) ?? 0;
+    await adapter.deleteUpload(session.id);
+    await adapter.deleteDocument(uploadRecordKey(session.id));
+    this.knownSessions.delete(session.id);
+    return size;
+  }
+
+  /** How many sessions are open in `repository`, across every process sharing the storage. */
+  private async count(repository: string): Promise<number> {
+    const ids = await this.listSessionIds();
+    let count = 0;
+    for (const id of ids) if ((await this.readSession(id))?.repository === repository) count++;
+    return count;
+  }
+
+  /** The ids of all sessions in the storage; forgets the records of sessions that are gone. */
+  private async listSessionIds(): Promise<string[]> {
+    const ids = await this.shared.adapter.listDocuments(UPLOADS_PREFIX);
+    const listed = new Set(ids);
+    for (const id of this.knownSessions.keys()) if (!listed.has(id)) this.knownSessions.delete(id);
+    return ids;
+  }
+
+  /** A session's record, from memory when seen before. */
+  private async readSession(id: string): Promise<UploadSession | undefined> {
+    const known = this.knownSessions.get(id);
+    if (known) return known;
+    const record = await this.shared.adapter.getDocument(uploadRecordKey(id));
+    if (!record) return undefined;
+    const session = JSON.parse(record.toString('utf8')) as UploadSession;
+    this.knownSessions.set(id, session);
+    return session;
+  }
+
+  /** Takes the session's running hash if it covers exactly `size` bytes, so no other request can feed it. */
+  private claimRunningHash(id: string, size: number): Hash | undefined {
+    const running = this.runningHashes.get(id);
+    this.runningHashes.delete(id);
+    if (running && running.size === size) return running.hash;
+    return size === 0 ? createDigestHash('sha256') : undefined;
+  }
+
+  /** The hex digest of the first `size` bytes of an upload: from the running hash, or by reading them back. */
+  private async hash(id: string, size: number, algorithm: DigestAlgorithm): Promise<string> {
+    const running = this.runningHashes.get(id);
+    if (algorithm === 'sha256' && running && running.size === size) return running.hash.copy().digest('hex');
+    const hash = createDigestHash(algorithm);
+    const stream = await this.shared.adapter.readUpload(id);
+    let remaining = size;
+    try {
+      for await (const chunk of stream) {
+        const buffer = chunk as Buffer;
+        hash.update(buffer.length > remaining ? buffer.subarray(0, remaining) : buffer);
+        remaining -= Math.min(buffer.length, remaining);
+        if (remaining === 0) break;
+      }
+    } finally {
+      stream.destroy();
+    }
+    if (remaining > 0) throw new RegistryError('BLOB_UPLOAD_INVALID', 'the upload changed while it was being verified');
+    if (algorithm === 'sha256') this.runningHashes.set(id, { hash: hash.copy(), size });
+    return hash.digest('hex');
+  }
+}
+
+function translateUploadError(error: unknown, session: UploadSession): unknown {
+  if (error instanceof UploadConflictError) {
+    return rangeError(error.size, `the upload is at ${error.size} bytes or another request is writing to it: ${error.message}`);
+  }
+  if (error instanceof NotFoundError) {
+    return new RegistryError('BLOB_UPLOAD_UNKNOWN', `upload ${session.id} is gone`);
+  }
+  return error;
+}

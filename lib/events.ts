@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { moduleLogger } from './log';
+import type { CollectionReport } from './store/collector';
 
 /** Fields every upload session event carries. */
 export interface UploadEvent {
@@ -96,6 +97,8 @@ export interface RegistryEventMap {
   manifestDeleted: [ManifestDeletedEvent];
   /** A tag was deleted. */
   tagDeleted: [TagDeletedEvent];
+  /** A garbage collection finished (or, in a dry run, reported what it would remove). */
+  garbageCollected: [CollectionReport];
 }
 
 /** The name of a registry event. */
@@ -113,6 +116,7 @@ const EVENT_NAME_SET: Record<RegistryEventName, true> = {
   manifestPushed: true,
   manifestDeleted: true,
   tagDeleted: true,
+  garbageCollected: true,
 };
 
 /** Every event name, e.g. to forward or log them all. */

@@ -49,6 +49,10 @@ export { parseDigest, SUPPORTED_ALGORITHMS, type Digest, type DigestAlgorithm } 
 export type { ByteRange } from './range';
 export {
   RegistryStore,
+  GarbageCollector,
+  CollectionRunningError,
+  type CollectOptions,
+  type CollectionReport,
   DEFAULT_LIMITS,
   type RegistryStoreOptions,
   type StoreLimits,

@@ -14,7 +14,7 @@ import { tagsDispatcher } from './resources/tags';
 import { uploadDispatcher } from './resources/uploads';
 import type { StorageAdapter } from './storage/adapter';
 import type { RegistryEvents, RegistryEventMap } from './events';
-import { RegistryStore } from './store';
+import { RegistryStore, type CollectOptions, type CollectionReport } from './store';
 
 /** Options for {@link createRegistryRouter}. */
 export interface RegistryOptions {
@@ -54,6 +54,13 @@ export interface RegistryOptions {
    * `false` schedules nothing; {@link RegistryRouter.purgeStaleUploads} still runs on demand.
    */
   uploadPurging?: { maxAge?: number; interval?: number } | false;
+  /**
+   * Online garbage collection, off by default: every `interval` milliseconds (plus up to 10%
+   * jitter) a collection runs with `grace` and `untagged` as in {@link CollectOptions} (and the
+   * purging `maxAge` for abandoned sessions). {@link RegistryRouter.collectGarbage} runs one on
+   * demand either way, with these settings as its defaults.
+   */
+  garbageCollection?: { interval?: number; grace?: number; untagged?: number } | false;
 }
 
 /** The router {@link createRegistryRouter} returns: an Express router with the registry's events, store and maintenance calls. */
@@ -71,6 +78,12 @@ export interface RegistryRouter extends Router {
    * and resolves to their ids. Sessions with a request in flight are left alone.
    */
   purgeStaleUploads(maxAge?: number): Promise<string[]>;
+  /**
+   * Runs one garbage collection over the storage (see the README's Garbage collection section)
+   * and resolves to its report. Safe while this and other processes serve pushes and pulls from
+   * the same storage; rejects with `CollectionRunningError` while another collection runs.
+   */
+  collectGarbage(options?: CollectOptions): Promise<CollectionReport>;
 }
 
 const DAY = 24 * 60 * 60 * 1000;
@@ -168,10 +181,13 @@ export function createRegistryRouter(options: RegistryOptions): RegistryRouter {
   };
   const purging = options.uploadPurging === false ? undefined : options.uploadPurging ?? {};
   const maxAge = purging?.maxAge ?? 7 * DAY;
+  const collection = options.garbageCollection || undefined;
   const router: RegistryRouter = Object.assign(Router(), {
     events: store.events,
     store,
     purgeStaleUploads: (age = maxAge) => store.uploads.purgeStale(age),
+    collectGarbage: (collect: CollectOptions = {}) =>
+      store.collector.collect({ grace: collection?.grace, untagged: collection?.untagged, uploadMaxAge: maxAge, ...collect }),
   });
   router.use((req: Request, res: Response, next: NextFunction) => {
     const path = req.path;
@@ -181,7 +197,10 @@ export function createRegistryRouter(options: RegistryOptions): RegistryRouter {
     }
     void dispatch(req as unknown as RegistryRequest, res, { store, options: resolved, access });
   });
-  if (purging) schedulePurging(router, purging.interval ?? DAY);
+  if (purging) schedule('purging stale upload sessions', purging.interval ?? DAY, () => router.purgeStaleUploads().then((ids) => `${ids.length} sessions purged`));
+  if (collection) {
+    schedule('garbage collection', collection.interval ?? DAY, () => router.collectGarbage().then((report) => JSON.stringify(report)));
+  }
   return router;
 }
 
@@ -197,12 +216,12 @@ interface RouterState {
   access: AccessControl | undefined;
 }
 
-/** Runs the purger every `interval` ms (plus up to 10% jitter) on a timer that never keeps the process alive. */
-function schedulePurging(router: RegistryRouter, interval: number): void {
+/** Runs `task` every `interval` ms (plus up to 10% jitter) on a timer that never keeps the process alive. */
+function schedule(what: string, interval: number, task: () => Promise<string>): void {
   const timer = setTimeout(function run() {
-    router.purgeStaleUploads().then(
-      (ids) => routerLog('purged %d stale upload sessions', ids.length),
-      (error: unknown) => routerLog('purging stale upload sessions failed: %O', error),
+    task().then(
+      (outcome) => routerLog('%s: %s', what, outcome),
+      (error: unknown) => routerLog('%s failed: %O', what, error),
     );
     timer.refresh();
   }, interval * (1 + Math.random() / 10));

@@ -120,6 +120,13 @@ export interface StorageAdapter {
   /** Removes content; no error when it does not exist. */
   deleteContent(key: string): Promise<void>;
 
+  /**
+   * Optional: the keys of all stored content, sorted by code unit order, paged. Garbage
+   * collection needs it to find content no repository links to; without it, a collection
+   * removes links and manifests but no content.
+   */
+  listContent?(options?: ListOptions): Promise<string[]>;
+
   /** A document's bytes, or undefined. */
   getDocument(key: string): Promise<Buffer | undefined>;
 

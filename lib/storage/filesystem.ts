@@ -193,6 +193,10 @@ export class FileSystemStorage implements StorageAdapter {
     await removeFile(this.documentPath(key));
   }
 
+  async listContent(options?: ListOptions): Promise<string[]> {
+    return pageNames((await listFiles(join(this.root, 'content'))).sort(), options);
+  }
+
   async listDocuments(prefix: string, options?: ListOptions): Promise<string[]> {
     const base = prefix.replace(/\/$/, '');
     if (base) assertSafeKey(base);

@@ -97,6 +97,10 @@ export class MemoryStorage implements StorageAdapter {
     this.contents.delete(key);
   }
 
+  async listContent(options?: ListOptions): Promise<string[]> {
+    return pageNames([...this.contents.keys()].sort(), options);
+  }
+
   async getDocument(key: string): Promise<Buffer | undefined> {
     return this.documents.get(key);
   }

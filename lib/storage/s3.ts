@@ -318,9 +318,17 @@ export class S3Storage implements StorageAdapter {
     await this.bucket.delete(this.documentKey(key));
   }
 
+  async listContent(options: ListOptions = {}): Promise<string[]> {
+    return this.listNames(`${this.root}content/`, options);
+  }
+
   async listDocuments(prefix: string, options: ListOptions = {}): Promise<string[]> {
     if (prefix) assertSafeKey(prefix.replace(/\/$/, ''));
-    const base = `${this.root}documents/${prefix}`;
+    return this.listNames(`${this.root}documents/${prefix}`, options);
+  }
+
+  /** The object keys under `base`, with `base` removed, paged by names relative to it. */
+  private async listNames(base: string, options: ListOptions): Promise<string[]> {
     const objects = await this.bucket.list(base, {
       startAfter: options.after === undefined ? undefined : base + options.after,
       limit: options.limit,

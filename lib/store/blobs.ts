@@ -1,15 +1,26 @@
 /** Blobs as repositories see them: links to content stored once per digest, mounts, and the catalog. */
 import type { Readable } from 'node:stream';
 import type { Digest } from '../digest';
+import { RegistryError } from '../errors';
 import type { ByteRange } from '../range';
 import { pageNames, type ListOptions } from '../storage/adapter';
-import { blobLinkKey, catalogKey, CATALOG_PREFIX, contentKey, repositoryOfCatalogEntry } from './paths';
+import type { CollectionMarks } from './marks';
+import { blobLinkKey, catalogKey, CATALOG_PREFIX, contentItem, contentKey, repositoryOfCatalogEntry } from './paths';
 import type { StoreShared } from './shared';
 
 /** A blob as a repository sees it. */
 export interface BlobInfo {
   size: number;
 }
+
+/** A blob link's document: the blob's size, and when the link was last written (the collector's grace counts from it). */
+export interface BlobLinkRecord {
+  size: number;
+  at?: string;
+}
+
+/** How often a link is written again when a collector deleted it just before the writer's touch. */
+const LINK_ATTEMPTS = 3;
 
 /**
  * Links between repositories and content, and the catalog of repositories. A blob is visible in a
@@ -19,11 +30,32 @@ export class BlobStore {
   /** Repositories known to be in the catalog; entries are never removed, so this cache cannot go stale. */
   private readonly catalogued = new Set<string>();
 
-  constructor(private readonly shared: StoreShared) {}
+  constructor(
+    private readonly shared: StoreShared,
+    private readonly marks: CollectionMarks,
+  ) {}
 
-  /** Makes a blob visible in `repository`. */
+  /**
+   * Makes a blob visible in `repository`. The link is written first, then touched (see
+   * {@link CollectionMarks}), then checked, so that no collection can remove it or its content
+   * once this resolves.
+   */
   async link(repository: string, digest: Digest, size: number): Promise<void> {
-    await this.shared.adapter.putDocument(blobLinkKey(repository, digest), Buffer.from(JSON.stringify({ size })));
+    const { adapter } = this.shared;
+    const key = blobLinkKey(repository, digest);
+    for (let attempt = 1; ; attempt++) {
+      const record: BlobLinkRecord = { size, at: new Date().toISOString() };
+      await adapter.putDocument(key, Buffer.from(JSON.stringify(record)));
+      await this.marks.touch([key, contentItem(digest)]);
+      if (!(await adapter.statContent(contentKey(digest)))) {
+        throw new RegistryError('UNKNOWN', `${digest.value} was garbage collected while it was being linked; push it again`, {
+          status: 503,
+          headers: { 'Retry-After': '1' },
+        });
+      }
+      if (await adapter.getDocument(key)) break;
+      if (attempt === LINK_ATTEMPTS) throw new RegistryError('UNKNOWN', `the link of ${digest.value} kept being collected; try again`, { status: 503, headers: { 'Retry-After': '5' } });
+    }
     await this.registerRepository(repository);
   }
 
@@ -39,7 +71,10 @@ export class BlobStore {
   /** The blob as `repository` sees it: undefined unless it was pushed or mounted there and its content exists. */
   async info(repository: string, digest: Digest): Promise<BlobInfo | undefined> {
     const { adapter } = this.shared;
-    if (!(await adapter.getDocument(blobLinkKey(repository, digest)))) return undefined;
+    const key = blobLinkKey(repository, digest);
+    // Touched first: a client told the blob exists may push a manifest naming it next.
+    await this.marks.touch([key]);
+    if (!(await adapter.getDocument(key))) return undefined;
     return adapter.statContent(contentKey(digest));
   }
 

@@ -4,11 +4,14 @@ import type { Digest } from '../digest';
 import { RegistryEvents } from '../events';
 import type { StorageAdapter } from '../storage/adapter';
 import { BlobStore } from './blobs';
+import { GarbageCollector } from './collector';
 import { ManifestStore } from './manifests';
+import { CollectionMarks } from './marks';
 import { DEFAULT_LIMITS, type StoreLimits, type StoreShared } from './shared';
 import { UploadStore, type StoredBlob } from './uploads';
 
 export { BlobStore, type BlobInfo } from './blobs';
+export { GarbageCollector, CollectionRunningError, type CollectOptions, type CollectionReport } from './collector';
 export { ManifestStore, type ManifestRecord, type StoredManifest } from './manifests';
 export { DEFAULT_LIMITS, type StoreLimits } from './shared';
 export { UploadStore, type AppendOptions, type StoredBlob, type UploadSession } from './uploads';
@@ -20,7 +23,7 @@ export type RegistryStoreOptions = Partial<StoreLimits>;
  * The registry's data model over a {@link StorageAdapter}. Adapters only move bytes; every rule
  * about sessions, digests, links, tags and visibility lives in one of the store's parts, once:
  * {@link UploadStore} (sessions), {@link BlobStore} (links, mounts, catalog) and
- * {@link ManifestStore} (manifests, tags, referrers). Each part talks to the adapter itself and
+ * {@link ManifestStore} (manifests, tags, referrers) and {@link GarbageCollector}. Each part talks to the adapter itself and
  * to its peers only through their methods.
  */
 export class RegistryStore {
@@ -31,15 +34,18 @@ export class RegistryStore {
   readonly uploads: UploadStore;
   readonly blobs: BlobStore;
   readonly manifests: ManifestStore;
+  readonly collector: GarbageCollector;
 
   constructor(adapter: StorageAdapter, options: RegistryStoreOptions = {}) {
     const limits = Object.freeze({ ...DEFAULT_LIMITS, ...definedOnly(options) });
     const shared: StoreShared = { adapter, events: new RegistryEvents(), limits };
     this.events = shared.events;
     this.limits = limits;
-    this.blobs = new BlobStore(shared);
-    this.uploads = new UploadStore(shared, this.blobs);
-    this.manifests = new ManifestStore(shared, this.blobs);
+    const marks = new CollectionMarks(adapter);
+    this.blobs = new BlobStore(shared, marks);
+    this.uploads = new UploadStore(shared, this.blobs, marks);
+    this.manifests = new ManifestStore(shared, this.blobs, marks);
+    this.collector = new GarbageCollector(shared, { uploads: this.uploads, blobs: this.blobs, manifests: this.manifests, marks });
   }
 
   /**

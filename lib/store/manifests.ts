@@ -4,7 +4,8 @@ import { RegistryError } from '../errors';
 import { parseManifest, referrerDescriptor, type ManifestReference, type ParsedManifest, type ReferrerDescriptor } from '../manifest';
 import type { ListOptions } from '../storage/adapter';
 import type { BlobStore } from './blobs';
-import { digestTagsPrefix, manifestKey, manifestLinkKey, referrerKey, referrersPrefix, tagKey, tagsPrefix } from './paths';
+import type { CollectionMarks } from './marks';
+import { blobLinkKey, digestTagsPrefix, manifestKey, manifestLinkKey, referrerKey, referrersPrefix, tagKey, tagsPrefix } from './paths';
 import type { StoreShared } from './shared';
 
 /** A manifest as a repository records it; its bytes are stored once per digest, apart. */
@@ -14,12 +15,17 @@ export interface ManifestRecord {
   size: number;
   /** The subject's digest, so that deleting the manifest also removes its referrer entry. */
   subject?: string;
+  /** When the revision was last written (the collector's `untagged` age counts from it). */
+  at?: string;
 }
 
 /** A manifest found in a repository. */
 export interface StoredManifest extends ManifestRecord {
   digest: Digest;
 }
+
+/** How often a revision is written again when a collector deleted it just before the writer's touch. */
+const STORE_ATTEMPTS = 3;
 
 /**
  * Manifests, tags and referrers over the registry's storage. Writes go in an order that never
@@ -30,6 +36,7 @@ export class ManifestStore {
   constructor(
     private readonly shared: StoreShared,
     private readonly blobs: BlobStore,
+    private readonly marks: CollectionMarks,
   ) {}
 
   /**
@@ -46,14 +53,9 @@ export class ManifestStore {
     }
     const manifest = parseManifest(body, contentType);
     await this.checkReferences(repository, manifest);
-    const { adapter } = this.shared;
-    await adapter.putDocument(manifestKey(digest), body, { ifAbsent: true });
-    const record: ManifestRecord = { mediaType: manifest.mediaType, size: body.length, subject: manifest.subject?.value };
-    await adapter.putDocument(manifestLinkKey(repository, digest), toJson(record));
-    if (manifest.subject) {
-      await adapter.putDocument(referrerKey(repository, manifest.subject, digest), toJson(referrerDescriptor(manifest, digest, body.length)));
-    }
+    await this.storeRevision(repository, digest, manifest, body);
     if (reference.tag !== undefined) {
+      const { adapter } = this.shared;
       await adapter.putDocument(digestTagsPrefix(repository, digest) + reference.tag, Buffer.alloc(0));
       await adapter.putDocument(tagKey(repository, reference.tag), toJson({ digest: digest.value }));
     }
@@ -68,6 +70,46 @@ export class ManifestStore {
       subject: manifest.subject?.value,
     });
     return { digest, manifest };
+  }
+
+  /**
+   * Writes the manifest's bytes, its revision in `repository` and its referrer entry, then
+   * touches what the revision references (see {@link CollectionMarks}) and checks it all still
+   * exists: when a collection removed a blob or child meanwhile, a revision this call created is
+   * taken back and the push fails with `MANIFEST_BLOB_UNKNOWN`, before anything is acknowledged.
+   */
+  private async storeRevision(repository: string, digest: Digest, manifest: ParsedManifest, body: Buffer): Promise<void> {
+    const { adapter } = this.shared;
+    const revisionKey = manifestLinkKey(repository, digest);
+    const existed = (await adapter.getDocument(revisionKey)) !== undefined;
+    const record: ManifestRecord = { mediaType: manifest.mediaType, size: body.length, subject: manifest.subject?.value };
+    const blobKeys = manifest.blobs.map((blob) => blobLinkKey(repository, blob));
+    const childKeys = manifest.children.map((child) => manifestLinkKey(repository, child));
+    for (let attempt = 1; ; attempt++) {
+      await adapter.putDocument(manifestKey(digest), body, { ifAbsent: true });
+      await adapter.putDocument(revisionKey, toJson({ ...record, at: new Date().toISOString() }));
+      if (manifest.subject) {
+        await adapter.putDocument(referrerKey(repository, manifest.subject, digest), toJson(referrerDescriptor(manifest, digest, body.length)));
+      }
+      await this.marks.touch([manifestKey(digest), revisionKey, ...blobKeys, ...childKeys]);
+      const missing = await this.firstMissing([...blobKeys, ...childKeys]);
+      if (missing !== undefined) {
+        if (!existed) {
+          if (manifest.subject) await adapter.deleteDocument(referrerKey(repository, manifest.subject, digest));
+          await adapter.deleteDocument(revisionKey);
+        }
+        throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `the manifest references ${missing.split('/').slice(-2).join(':')}, which was removed from ${repository} while it was being pushed`);
+      }
+      // A collection may have removed the bytes or the revision just before the touch saw its mark.
+      if ((await this.firstMissing([manifestKey(digest), revisionKey])) === undefined) return;
+      if (attempt === STORE_ATTEMPTS) throw new RegistryError('UNKNOWN', `${digest.value} kept being collected while it was pushed; try again`, { status: 503, headers: { 'Retry-After': '5' } });
+    }
+  }
+
+  /** The first of `keys` whose document does not exist. */
+  private async firstMissing(keys: string[]): Promise<string | undefined> {
+    for (const key of new Set(keys)) if (!(await this.shared.adapter.getDocument(key))) return key;
+    return undefined;
   }
 
   /** The manifest a tag or digest names in `repository`, or undefined. */

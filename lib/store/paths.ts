@@ -14,7 +14,13 @@
  *   _tags/<tag>                                  {digest}: the tag names that manifest
  *   _digest-tags/<algorithm>/<hex>/<tag>         empty: <tag> names (or once named) that manifest
  *   _referrers/<algorithm>/<hex>/<algorithm>/<hex>  the referrer's descriptor, under its subject
+ * gc/lease/<generation>                          {owner, expiresAt}: the one collection running
+ * gc/marks/<item>                                {state: condemned | deleting, at}: the collector means to delete <item>
+ * gc/pins/<item>                                 {at}: a request relied on <item> while it was condemned
  * ```
+ *
+ * A collector's `<item>` is the document key of a blob link, a manifest revision or a manifest's
+ * bytes, or `content/<content key>` for a blob's bytes.
  *
  * Content (immutable bytes, `readContent`/`statContent`/`deleteContent`):
  *
@@ -114,4 +120,27 @@ export function referrersPrefix(repository: string, subject: Digest): string {
 /** Document key of one referrer's entry under its subject. */
 export function referrerKey(repository: string, subject: Digest, digest: Digest): string {
   return `${referrersPrefix(repository, subject)}${digest.algorithm}/${digest.hex}`;
+}
+
+/** Key prefix of the collector's lease generations. */
+export const GC_LEASE_PREFIX = 'gc/lease/';
+
+/** Key prefix of the collector's marks. */
+export const GC_MARKS_PREFIX = 'gc/marks/';
+
+/** Document key of the collector's mark on `item`. */
+export function gcMarkKey(item: string): string {
+  return GC_MARKS_PREFIX + item;
+}
+
+/** Document key of a request's pin on `item`. */
+export function gcPinKey(item: string): string {
+  return `gc/pins/${item}`;
+}
+
+const CONTENT_ITEM_PREFIX = 'content/';
+
+/** The collector's item name for a digest's stored bytes. */
+export function contentItem(digest: Digest): string {
+  return CONTENT_ITEM_PREFIX + contentKey(digest);
 }

@@ -7,7 +7,8 @@ import { bodyIdleLimit, Meter } from '../meter';
 import { rangeError } from '../range';
 import { NotFoundError, UploadConflictError } from '../storage/adapter';
 import type { BlobInfo, BlobStore } from './blobs';
-import { contentKey, uploadRecordKey, UPLOADS_PREFIX } from './paths';
+import type { CollectionMarks } from './marks';
+import { contentItem, contentKey, uploadRecordKey, UPLOADS_PREFIX } from './paths';
 import type { StoreShared } from './shared';
 
 /** An upload session as the registry records it. */
@@ -55,6 +56,7 @@ export class UploadStore {
   constructor(
     private readonly shared: StoreShared,
     private readonly blobs: BlobStore,
+    private readonly marks: CollectionMarks,
   ) {}
 
   /** The smallest chunk other than the last that the storage takes, advertised as `OCI-Chunk-Min-Length`. */
@@ -165,6 +167,8 @@ export class UploadStore {
     if (actual !== digest.hex) {
       throw new RegistryError('DIGEST_INVALID', `the uploaded content has digest ${digest.algorithm}:${actual}, not ${digest.value}`);
     }
+    // Content a collection is deleting may be the very content being committed again: wait for it.
+    await this.marks.touch([contentItem(digest)]);
     try {
       await adapter.commitUpload(session.id, size, contentKey(digest));
     } catch (error) {
@@ -215,13 +219,10 @@ export class UploadStore {
    * begins after that check finds the session gone (404) and never publishes anything unverified.
    */
   async purgeStale(maxAge: number): Promise<string[]> {
-    const { adapter, events } = this.shared;
-    const cutoff = Date.now() - maxAge;
+    const { events } = this.shared;
     const purged: string[] = [];
-    for (const id of await this.listSessionIds()) {
-      const session = await this.readSession(id);
-      if (!session || !(Date.parse(session.startedAt) <= cutoff) || this.inUse.has(id)) continue;
-      if (await adapter.uploadBusy?.(id)) continue;
+    for (const session of await this.staleSessions(maxAge)) {
+      const { id } = session;
       // Checked and claimed in one synchronous step: a request arriving from here on finds it gone.
       if (this.inUse.has(id) || this.purging.has(id)) continue;
       this.purging.add(id);
@@ -234,6 +235,18 @@ export class UploadStore {
       }
     }
     return purged;
+  }
+
+  /** Sessions started more than `maxAge` ms ago that no request is using: what {@link purgeStale} removes. */
+  async staleSessions(maxAge: number): Promise<UploadSession[]> {
+    const cutoff = Date.now() - maxAge;
+    const stale: UploadSession[] = [];
+    for (const id of await this.listSessionIds()) {
+      const session = await this.readSession(id);
+      if (!session || !(Date.parse(session.startedAt) <= cutoff) || this.inUse.has(id)) continue;
+      if (!(await this.shared.adapter.uploadBusy?.(id))) stale.push(session);
+    }
+    return stale;
   }
 
   /** Deletes a session's bytes and record; resolves to how many bytes it held. */

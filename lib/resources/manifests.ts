@@ -1,8 +1,9 @@
-import { requestBody, requireDeleteEnabled, sendEmpty, type RequestContext, type ResourceDispatcher } from '../context';
+import { readWholeBody } from '../body';
+import { requireDeleteEnabled, sendEmpty, type RequestContext, type ResourceDispatcher } from '../context';
 import { RegistryError } from '../errors';
 import type { Log } from '../log';
 import { parseReference, type ManifestReference } from '../manifest';
-import { bodyIdleLimit, Meter } from '../meter';
+import { bodyIdleLimit } from '../meter';
 
 /** One request against `/v2/<name>/manifests/<reference>`, the reference being a tag or a digest. */
 class ManifestHandler {
@@ -61,18 +62,16 @@ class ManifestHandler {
   }
 
   /** The body, whole, refusing more than `maxManifestSize` bytes without reading them all. */
-  private async readBody(): Promise<Buffer> {
+  private readBody(): Promise<Buffer> {
     const { req, options, store } = this.context;
     const limit = options.maxManifestSize;
-    const tooLarge = () => new RegistryError('MANIFEST_INVALID', `manifests are limited to ${limit} bytes`, { status: 413 });
-    if (Number(req.headers['content-length'] ?? 0) > limit) throw tooLarge();
-    const meter = new Meter(undefined, limit, tooLarge, { idle: bodyIdleLimit(store.limits.bodyIdleTimeout, 'MANIFEST_INVALID') });
-    const body = requestBody(req);
-    body.once('error', (error) => meter.destroy(error));
-    body.pipe(meter);
-    const chunks: Buffer[] = [];
-    for await (const chunk of meter) chunks.push(chunk as Buffer);
-    return Buffer.concat(chunks);
+    return readWholeBody(req, {
+      code: 'MANIFEST_INVALID',
+      limit,
+      overLimit: () => new RegistryError('MANIFEST_INVALID', `manifests are limited to ${limit} bytes`, { status: 413 }),
+      idle: bodyIdleLimit(store.limits.bodyIdleTimeout, 'MANIFEST_INVALID'),
+      ended: () => new RegistryError('MANIFEST_INVALID', 'the body ended early: the client closed the connection'),
+    });
   }
 }
 

@@ -1,4 +1,5 @@
-import { hasBody, requestBody, sendEmpty, type RequestContext, type ResourceDispatcher } from '../context';
+import { hasBody, requestBody } from '../body';
+import { sendEmpty, type RequestContext, type ResourceDispatcher } from '../context';
 import { parseDigest, type Digest } from '../digest';
 import type { Log } from '../log';
 import { validateName } from '../names';
@@ -105,7 +106,7 @@ class UploadHandler {
         throw rangeError(size, `Content-Length ${contentLength} does not match Content-Range ${contentRange}`);
       }
     }
-    const newSize = await store.uploads.append(session, size, requestBody(req), {
+    const newSize = await store.uploads.append(session, size, requestBody(req, 'BLOB_UPLOAD_INVALID'), {
       declaredLength,
       announcedLength: contentLength === undefined ? undefined : Number(contentLength),
     });

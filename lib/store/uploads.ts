@@ -3,7 +3,8 @@ import { randomUUID, type Hash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { createDigestHash, parseDigest, type Digest, type DigestAlgorithm } from '../digest';
 import { RegistryError } from '../errors';
-import { bodyIdleLimit, Meter } from '../meter';
+import { meterBody, type MeterSpec } from '../body';
+import { bodyIdleLimit } from '../meter';
 import { rangeError } from '../range';
 import { NotFoundError, UploadConflictError } from '../storage/adapter';
 import type { BlobInfo, BlobStore } from './blobs';
@@ -112,7 +113,10 @@ export class UploadStore {
     if (announced !== undefined && expectedSize + announced > limits.maxBlobSize) throw tooLarge();
     const running = this.claimRunningHash(session.id, expectedSize);
     let lastProgress = Number.NEGATIVE_INFINITY;
-    const meterOptions = {
+    const spec: MeterSpec = {
+      hash: running,
+      limit: declaredLength ?? limits.maxBlobSize - expectedSize,
+      overLimit: declaredLength === undefined ? tooLarge : () => rangeError(expectedSize, `the body is longer than the ${declaredLength} bytes its Content-Range declares`),
       idle: bodyIdleLimit(limits.bodyIdleTimeout, 'BLOB_UPLOAD_INVALID'),
       onBytes: (bytes: number) => {
         const now = Date.now();
@@ -120,37 +124,20 @@ export class UploadStore {
         lastProgress = now;
         events.notify('uploadProgress', { repository: session.repository, uploadId: session.id, bytes: expectedSize + bytes });
       },
+      ended: () => new RegistryError('BLOB_UPLOAD_INVALID', 'the body ended early: the client closed the connection'),
     };
-    const meter =
-      declaredLength === undefined
-        ? new Meter(running, limits.maxBlobSize - expectedSize, tooLarge, meterOptions)
-        : new Meter(running, declaredLength, () => rangeError(expectedSize, `the body is longer than the ${declaredLength} bytes its Content-Range declares`), meterOptions);
-    let bodyError: Error | undefined;
-    const forwardBodyError = (error: Error) => {
-      bodyError = error;
-      meter.destroy(error);
-    };
-    body.once('error', forwardBodyError);
-    // The adapter may start reading only after its own awaits (a lock); until it listens, a body
-    // that fails (a client gone) must not turn into an uncaught 'error' on the meter.
-    meter.on('error', () => undefined);
-    body.pipe(meter);
-    try {
-      const newSize = await adapter.appendUpload(session.id, expectedSize, meter);
+    return meterBody(body, spec, async (meter) => {
+      let newSize: number;
+      try {
+        newSize = await adapter.appendUpload(session.id, expectedSize, meter);
+      } catch (error) {
+        throw translateUploadError(error, session);
+      }
       if (running && meter.bytes === newSize - expectedSize) {
         this.runningHashes.set(session.id, { hash: running, size: newSize });
       }
       return newSize;
-    } catch (error) {
-      body.unpipe(meter);
-      // A body that refused itself (a form part over its limit) says why; any other failure is a client gone.
-      if (bodyError instanceof RegistryError) throw bodyError;
-      if (bodyError) throw new RegistryError('BLOB_UPLOAD_INVALID', 'the body ended early: the client closed the connection');
-      throw translateUploadError(error, session);
-    } finally {
-      body.removeListener('error', forwardBodyError);
-      meter.destroy();
-    }
+    });
   }
 
   /**

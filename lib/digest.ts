@@ -45,6 +45,16 @@ export function parseDigest(input: unknown): Digest {
   return { algorithm: algorithm as DigestAlgorithm, hex, value: input };
 }
 
+/** Whether `input` is a digest {@link parseDigest} accepts. */
+export function isDigest(input: unknown): boolean {
+  try {
+    parseDigest(input);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** A fresh incremental hash for `algorithm`. */
 export function createDigestHash(algorithm: DigestAlgorithm): Hash {
   return createHash(algorithm);

@@ -4,7 +4,7 @@ import { DEFAULT_CHALLENGE, enforceAccess, type AccessRequest, type Action, type
 import type { MethodTable, RegistryRequest, ResolvedOptions, ResourceDispatcher, HttpMethod } from './context';
 import { RegistryError, sendError } from './errors';
 import { moduleLogger } from './log';
-import { validateName } from './names';
+import { isName, validateName } from './names';
 import { baseDispatcher } from './resources/base';
 import { blobDispatcher } from './resources/blobs';
 import { catalogDispatcher } from './resources/catalog';
@@ -105,9 +105,10 @@ export const ROUTES: Route[] = [
     module: 'upload',
     dispatcher: uploadDispatcher,
     access: { POST: PUSH },
+    // A malformed `from` mounts nothing (the request opens a session in its own repository), so it needs no access.
     extraAccess: (query) => {
       const from = query.get('mount') !== null ? query.get('from') : null;
-      return from === null ? [] : [{ repository: validateName(from), actions: PULL }];
+      return from !== null && isName(from) ? [{ repository: from, actions: PULL }] : [];
     },
   },
   {

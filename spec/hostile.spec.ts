@@ -224,8 +224,9 @@ describe('path traversal and odd names over FileSystemStorage', () => {
     ['POST', '/v2/a%00b/blobs/uploads/', 'NAME_INVALID'],
     ['POST', `/v2/${long}/blobs/uploads/`, 'NAME_INVALID'],
     ['POST', `/v2/${encodeURIComponent('имя')}/blobs/uploads/`, 'NAME_INVALID'],
-    ['POST', '/v2/a/blobs/uploads/?mount=sha256:..%2F..%2Fx&from=a', 'DIGEST_INVALID'],
-    ['POST', `/v2/a/blobs/uploads/?mount=${sha256('x')}&from=..%2F..%2Fetc`, 'NAME_INVALID'],
+    // A mount that cannot be done opens a session in the request's own repository.
+    ['POST', '/v2/a/blobs/uploads/?mount=sha256:..%2F..%2Fx&from=a', 202],
+    ['POST', `/v2/a/blobs/uploads/?mount=${sha256('x')}&from=..%2F..%2Fetc`, 202],
     ['GET', '/v2/a/blobs/sha256:..%2F..%2F..%2Fetc%2Fpasswd', 'DIGEST_INVALID'],
     ['GET', `/v2/a/blobs/sha256:${'0'.repeat(63)}%00`, 'DIGEST_INVALID'],
     ['GET', '/v2/a/blobs/uploads/..%2F..%2F..%2Fetc%2Fpasswd', 'BLOB_UPLOAD_UNKNOWN'],
@@ -236,13 +237,13 @@ describe('path traversal and odd names over FileSystemStorage', () => {
     ['PUT', `/v2/a/manifests/${encodeURIComponent('タグ')}`, 'TAG_INVALID'],
     ['GET', '/v2/a/referrers/..%2F..%2Fx', 'DIGEST_INVALID'],
     // `last` is only compared with names, never made into a path.
-    ['GET', '/v2/a/tags/list?last=..%2F..%2F..%2Fetc', null],
-    ['GET', '/v2/_catalog?last=..%2F..%2F..%2F', null],
-  ] as [string, string, keyof typeof ERROR_CODES | null][])('%s %s → %s, and nothing is written outside the storage root', async (method, path, code) => {
+    ['GET', '/v2/a/tags/list?last=..%2F..%2F..%2Fetc', 200],
+    ['GET', '/v2/_catalog?last=..%2F..%2F..%2F', 200],
+  ] as [string, string, keyof typeof ERROR_CODES | 200 | 202][])('%s %s → %s, and nothing is written outside the storage root', async (method, path, code) => {
     const before = await readdir(parent, { recursive: true });
     const withBody = ['POST', 'PUT', 'PATCH'].includes(method);
     const res = await rawRequest(server.port, method, path, withBody ? { 'Content-Type': 'application/vnd.oci.image.manifest.v1+json' } : {}, withBody ? Buffer.from('{}') : undefined);
-    if (code === null) expect(res.status).toBe(200);
+    if (typeof code === 'number') expect(res.status).toBe(code);
     else {
       expect(res.status).toBe(ERROR_CODES[code].status);
       expect(JSON.parse(res.body.toString()).errors[0].code).toBe(code);

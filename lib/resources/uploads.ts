@@ -1,8 +1,8 @@
 import { hasBody, requestBody } from '../body';
 import { sendEmpty, type RequestContext, type ResourceDispatcher } from '../context';
-import { parseDigest, type Digest } from '../digest';
+import { isDigest, parseDigest, type Digest } from '../digest';
 import type { Log } from '../log';
-import { validateName } from '../names';
+import { isName } from '../names';
 import { parseChunkRange, rangeError, uploadRangeHeader } from '../range';
 import type { UploadSession } from '../store';
 
@@ -15,19 +15,25 @@ class UploadHandler {
     private readonly log: Log,
   ) {}
 
-  /** POST: mount an existing blob, take a whole blob in one request, or open a session. */
+  /**
+   * POST: mount an existing blob, take a whole blob in one request, or open a session. A mount
+   * that cannot be done (nothing to mount, or a malformed `mount` or `from`, such as the
+   * `from=<repository>:<tag>` some clients send) opens a session, as the spec asks.
+   */
   async start(): Promise<void> {
     const { store, repository, query, options } = this.context;
     const mount = query.get('mount');
-    if (mount !== null) {
+    const from = query.get('from');
+    if (mount !== null && isDigest(mount) && (from === null || isName(from))) {
       const digest = parseDigest(mount);
-      const from = query.get('from');
-      const mounted = await store.blobs.mount(repository, digest, from === null ? undefined : validateName(from), options.mountFromAnyRepository);
+      const mounted = await store.blobs.mount(repository, digest, from ?? undefined, options.mountFromAnyRepository);
       if (mounted) {
         this.log('mounted %s from %s', digest.value, from ?? 'the shared store');
         this.sendBlobCreated(digest);
         return;
       }
+    } else if (mount !== null) {
+      this.log('cannot mount %s from %s: opening a session', mount.slice(0, 80), from?.slice(0, 80) ?? 'the shared store');
     }
     const monolithicDigest = mount === null && query.has('digest') ? parseDigest(query.get('digest')) : undefined;
     const session = await store.uploads.start(repository);

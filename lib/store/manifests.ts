@@ -33,12 +33,18 @@ export class ManifestStore {
   ) {}
 
   /**
-   * Validates and stores a manifest pushed to `reference`, moving the tag when it is one.
-   * Throws `DIGEST_INVALID` when a digest reference does not match the bytes, `MANIFEST_INVALID`
-   * for a malformed manifest, and `MANIFEST_BLOB_UNKNOWN`/`MANIFEST_UNKNOWN` (400) when what it
-   * references is not in the repository.
+   * Validates and stores a manifest pushed to `reference`, moving the tag when it is one (or,
+   * for a push by digest, every tag of `tags`). Throws `DIGEST_INVALID` when a digest reference
+   * does not match the bytes, `MANIFEST_INVALID` for a malformed manifest, and
+   * `MANIFEST_BLOB_UNKNOWN` when a blob or child manifest it references is not in the repository.
    */
-  async put(repository: string, reference: ManifestReference, body: Buffer, contentType: string | undefined): Promise<{ digest: Digest; manifest: ParsedManifest }> {
+  async put(
+    repository: string,
+    reference: ManifestReference,
+    body: Buffer,
+    contentType: string | undefined,
+    tags: readonly string[] = [],
+  ): Promise<{ digest: Digest; manifest: ParsedManifest }> {
     const algorithm = reference.digest?.algorithm ?? 'sha256';
     const digest = parseDigest(digestOf(body, algorithm));
     if (reference.digest && reference.digest.hex !== digest.hex) {
@@ -53,9 +59,10 @@ export class ManifestStore {
     if (manifest.subject) {
       await adapter.putDocument(referrerKey(repository, manifest.subject, digest), toJson(referrerDescriptor(manifest, digest, body.length)));
     }
-    if (reference.tag !== undefined) {
-      await adapter.putDocument(digestTagsPrefix(repository, digest) + reference.tag, Buffer.alloc(0));
-      await adapter.putDocument(tagKey(repository, reference.tag), toJson({ digest: digest.value }));
+    const tagged = reference.tag !== undefined ? [reference.tag] : tags;
+    for (const tag of tagged) {
+      await adapter.putDocument(digestTagsPrefix(repository, digest) + tag, Buffer.alloc(0));
+      await adapter.putDocument(tagKey(repository, tag), toJson({ digest: digest.value }));
     }
     await this.blobs.registerRepository(repository);
     this.shared.events.notify('manifestPushed', {
@@ -64,6 +71,7 @@ export class ManifestStore {
       size: body.length,
       mediaType: manifest.mediaType,
       tag: reference.tag,
+      tags: [...tagged],
       artifactType: manifest.artifactType,
       subject: manifest.subject?.value,
     });
@@ -143,7 +151,7 @@ export class ManifestStore {
     }
     for (const child of manifest.children) {
       if (!(await this.shared.adapter.getDocument(manifestLinkKey(repository, child)))) {
-        throw new RegistryError('MANIFEST_UNKNOWN', `the index references manifest ${child.value}, which is not in ${repository}`, { status: 400 });
+        throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `the index references manifest ${child.value}, which is not in ${repository}`);
       }
     }
   }

@@ -30,6 +30,13 @@ export interface RegistryOptions {
   deleteEnabled?: boolean;
   /** Largest manifest accepted, in bytes; a larger one gets 413 `MANIFEST_INVALID`. Default 4 MiB. */
   maxManifestSize?: number;
+  /**
+   * Accept sparse manifests: an image whose blobs, or an index whose child manifests, are not in
+   * the repository (a mirror that holds one platform of an image, say). They are served like any
+   * other manifest; a pull of a blob that is not there is still 404 `BLOB_UNKNOWN`. Default false:
+   * such a push gets 400 `MANIFEST_BLOB_UNKNOWN`.
+   */
+  allowSparseManifests?: boolean;
   /** Least milliseconds between two `uploadProgress` events while one request body streams in. Default 500. */
   progressInterval?: number;
   /**
@@ -156,6 +163,7 @@ export function createRegistryRouter(options: RegistryOptions): RegistryRouter {
     maxUploadsPerRepository: options.maxUploadsPerRepository,
     bodyIdleTimeout: options.bodyIdleTimeout,
     progressInterval: options.progressInterval,
+    allowSparseManifests: options.allowSparseManifests,
   });
   const resolved: ResolvedOptions = {
     // With access control on, a mount without `from` would bypass the pull check on the source.

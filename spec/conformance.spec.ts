@@ -1,9 +1,24 @@
-// Rules of the OCI distribution spec (main branch) that its conformance suites check: references that name nothing, indexes, tags set by a push by digest, mounts that cannot be done.
+// Rules of the OCI distribution spec (main branch) that its conformance suites check: references that name nothing, indexes, tags set by a push by digest, mounts that cannot be done, sparse manifests, referrers paging, sha512 sessions.
+import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import express from 'express';
 import supertest from 'supertest';
-import { MAX_TAGS_PER_PUSH, MemoryStorage, type AccessRequest } from '../lib';
-import { listen, makeApp, sha256 } from './support/http';
+import {
+  createRegistryRouter,
+  DEFAULT_MAX_MANIFEST_SIZE,
+  MAX_TAGS_PER_PUSH,
+  MemoryStorage,
+  parseDigest,
+  REFERRERS_PAGE_SIZE,
+  type AccessRequest,
+  type RegistryOptions,
+} from '../lib';
+import { startChild } from './support/child-server';
+import { listen, makeApp, request, sha256, sha512 } from './support/http';
 import { descriptor, makeImage, OCI_INDEX, OCI_MANIFEST, pushBlob, pushImage } from './support/oci';
+import { watchedStorage } from './support/watched-storage';
 
 /** Sends a request and resolves with every value of response header `name`, one per header line. */
 function headerLines(url: string, method: string, name: string, headers: Record<string, string> = {}, body?: Buffer): Promise<{ status: number; values: string[] }> {
@@ -137,5 +152,199 @@ describe('a mount whose `mount` or `from` is malformed opens a session in the ta
   it('a well-formed from the caller may not pull from is still refused before anything happens', async () => {
     const agent = supertest(makeApp(new MemoryStorage(), { authorize: (_req, access) => (access.repository === 'conf/secret' ? 'forbidden' : true) }));
     expect((await agent.post(`/v2/conf/target/blobs/uploads/?mount=sha256:nothex&from=conf/secret`).expect(403)).body.errors[0].code).toBe('DENIED');
+  });
+});
+
+describe('sparse manifests, opt-in with allowSparseManifests', () => {
+  const image = makeImage('sparse');
+  const other = makeImage('sparse-other');
+  const index = JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [descriptor(OCI_MANIFEST, image.manifest), descriptor(OCI_MANIFEST, other.manifest)] });
+
+  it('are refused by default: 400 MANIFEST_BLOB_UNKNOWN for an image missing a layer and for an index missing a child', async () => {
+    const agent = supertest(makeApp(new MemoryStorage()));
+    await pushBlob(agent, 'conf/sparse', image.config);
+    const res = await agent.put('/v2/conf/sparse/manifests/v1').set('Content-Type', OCI_MANIFEST).send(image.manifest.toString()).expect(400);
+    expect(res.body.errors[0].code).toBe('MANIFEST_BLOB_UNKNOWN');
+    expect((await agent.put('/v2/conf/sparse/manifests/multi').set('Content-Type', OCI_INDEX).send(index).expect(400)).body.errors[0].code).toBe('MANIFEST_BLOB_UNKNOWN');
+  });
+
+  it('with the option, an image whose layers and an index whose children are missing are stored and served; a missing blob is still 404 BLOB_UNKNOWN', async () => {
+    const agent = supertest(makeApp(new MemoryStorage(), { allowSparseManifests: true }));
+    await pushBlob(agent, 'conf/sparse', image.config);
+    await agent.put('/v2/conf/sparse/manifests/v1').set('Content-Type', OCI_MANIFEST).send(image.manifest.toString()).expect(201);
+    await agent.put('/v2/conf/sparse/manifests/multi').set('Content-Type', OCI_INDEX).send(index).expect(201);
+    for (const reference of ['v1', image.digest]) {
+      const res = await agent.get(`/v2/conf/sparse/manifests/${reference}`).buffer(true).parse((res, done) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () => done(null, Buffer.concat(chunks)));
+      }).expect(200);
+      expect(Buffer.compare(res.body as Buffer, image.manifest)).toBe(0);
+      await agent.head(`/v2/conf/sparse/manifests/${reference}`).expect(200);
+    }
+    await agent.head('/v2/conf/sparse/manifests/multi').expect(200);
+    await agent.get(`/v2/conf/sparse/blobs/${sha256(image.config)}`).expect(200);
+    expect((await agent.get(`/v2/conf/sparse/blobs/${sha256(image.layers[0])}`).expect(404)).body.errors[0].code).toBe('BLOB_UNKNOWN');
+    expect((await agent.get(`/v2/conf/sparse/manifests/${other.digest}`).expect(404)).body.errors[0].code).toBe('MANIFEST_UNKNOWN');
+  });
+
+  it('the example server turns the option on with ALLOW_SPARSE_MANIFESTS=1', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'oci-sparse-'));
+    const server = await startChild(join(__dirname, '..', 'dist', 'examples', 'server.js'), { DATA_DIR: dataDir, ALLOW_SPARSE_MANIFESTS: '1' });
+    try {
+      const res = await request(`${server.url}/v2/conf/sparse/manifests/v1`, { method: 'PUT', headers: { 'Content-Type': OCI_MANIFEST }, body: image.manifest });
+      expect(res.status).toBe(201);
+    } finally {
+      server.child.kill('SIGKILL');
+      await server.exited;
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('referrers paging', () => {
+  const EMPTY = '{}';
+  const subject = makeImage('paged-subject');
+
+  /** A registry holding `count` referrers of `subject` in conf/paged, stored through the manifest store (not HTTP, for speed). */
+  async function registryWithReferrers(count: number, options: Partial<RegistryOptions> = {}, annotation = '') {
+    const registry = createRegistryRouter({ storage: new MemoryStorage(), uploadPurging: false, ...options });
+    const agent = supertest(express().use(registry));
+    await pushBlob(agent, 'conf/paged', EMPTY);
+    const digests: string[] = [];
+    for (let i = 0; i < count; i++) {
+      const body = Buffer.from(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: OCI_MANIFEST,
+          artifactType: i % 2 ? 'application/vnd.example.odd' : 'application/vnd.example.even',
+          config: descriptor('application/vnd.oci.empty.v1+json', EMPTY),
+          layers: [],
+          subject: descriptor(OCI_MANIFEST, subject.manifest),
+          annotations: { 'org.example.index': String(i), 'org.example.padding': annotation },
+        }),
+      );
+      const { digest } = await registry.store.manifests.put('conf/paged', { digest: parseDigest(sha256(body)) }, body, OCI_MANIFEST);
+      digests.push(digest.value);
+    }
+    return { agent, digests };
+  }
+
+  /** Follows `Link: <…>; rel="next"` from `path` to the last page; resolves with every page's descriptors and body size. */
+  async function allPages(agent: ReturnType<typeof supertest>, path: string) {
+    const pages: { digests: string[]; artifactTypes: string[]; bytes: number }[] = [];
+    for (let next: string | undefined = path; next !== undefined; ) {
+      const res = await agent.get(next).expect(200);
+      expect(res.headers['content-type']).toBe(OCI_INDEX);
+      const body = JSON.parse(res.text) as { manifests: { digest: string; artifactType: string }[] };
+      pages.push({ digests: body.manifests.map((entry) => entry.digest), artifactTypes: body.manifests.map((entry) => entry.artifactType), bytes: Buffer.byteLength(res.text) });
+      const link = res.headers.link as string | undefined;
+      next = link === undefined ? undefined : /^<([^>]+)>; rel="next"$/.exec(link)![1];
+    }
+    return pages;
+  }
+
+  it(`thousands of referrers of one subject come in pages of at most REFERRERS_PAGE_SIZE (${REFERRERS_PAGE_SIZE}) linked by Link rel="next", each referrer exactly once`, async () => {
+    const count = 2 * REFERRERS_PAGE_SIZE + 500;
+    const { agent, digests } = await registryWithReferrers(count);
+    const pages = await allPages(agent, `/v2/conf/paged/referrers/${subject.digest}`);
+    expect(pages.map((page) => page.digests.length)).toEqual([REFERRERS_PAGE_SIZE, REFERRERS_PAGE_SIZE, 500]);
+    const seen = pages.flatMap((page) => page.digests);
+    expect(new Set(seen).size).toBe(count);
+    expect([...seen].sort()).toEqual([...digests].sort());
+    for (const page of pages) expect(page.bytes).toBeLessThanOrEqual(DEFAULT_MAX_MANIFEST_SIZE);
+  });
+
+  it('a page is also cut to stay within maxManifestSize, and a filtered listing pages with its filter kept', async () => {
+    const maxManifestSize = 32 * 1024;
+    const { agent, digests } = await registryWithReferrers(600, { maxManifestSize }, 'x'.repeat(200));
+    const pages = await allPages(agent, `/v2/conf/paged/referrers/${subject.digest}`);
+    expect(pages.length).toBeGreaterThan(3);
+    for (const page of pages) expect(page.bytes).toBeLessThanOrEqual(maxManifestSize);
+    expect(pages.flatMap((page) => page.digests).sort()).toEqual([...digests].sort());
+    const odd = await allPages(agent, `/v2/conf/paged/referrers/${subject.digest}?artifactType=application/vnd.example.odd`);
+    expect(odd.length).toBeGreaterThan(1);
+    expect(odd.flatMap((page) => page.artifactTypes).every((type) => type === 'application/vnd.example.odd')).toBe(true);
+    expect(odd.flatMap((page) => page.digests).sort()).toEqual(digests.filter((_, i) => i % 2).sort());
+  });
+
+  it('a malformed last is 400 DIGEST_INVALID', async () => {
+    const { agent } = await registryWithReferrers(1);
+    expect((await agent.get(`/v2/conf/paged/referrers/${subject.digest}?last=nope`).expect(400)).body.errors[0].code).toBe('DIGEST_INVALID');
+  });
+});
+
+describe('uploads whose running hash is sha512 (?digest-algorithm=sha512)', () => {
+  const data = Buffer.concat([Buffer.from('sha512 all the way '), Buffer.alloc(70_000, 7)]);
+
+  /** Every upload mode, each ending in a PUT whose commit is watched. */
+  const modes: [string, (agent: ReturnType<typeof supertest>) => Promise<string>][] = [
+    [
+      'monolithic POST then PUT',
+      async (agent) => (await agent.post('/v2/conf/sha512/blobs/uploads/?digest-algorithm=sha512').expect(202)).headers.location,
+    ],
+    [
+      'chunked PATCHes',
+      async (agent) => {
+        const location = (await agent.post('/v2/conf/sha512/blobs/uploads/?digest-algorithm=sha512').expect(202)).headers.location;
+        for (let offset = 0; offset < data.length; offset += 30_000) {
+          const chunk = data.subarray(offset, offset + 30_000);
+          await agent.patch(location).set('Content-Type', 'application/octet-stream').set('Content-Range', `${offset}-${offset + chunk.length - 1}`).send(chunk).expect(202);
+        }
+        return location;
+      },
+    ],
+    [
+      'a streamed PATCH',
+      async (agent) => {
+        const location = (await agent.post('/v2/conf/sha512/blobs/uploads/?digest-algorithm=sha512').expect(202)).headers.location;
+        await agent.patch(location).set('Content-Type', 'application/octet-stream').send(data).expect(202);
+        return location;
+      },
+    ],
+  ];
+
+  it.each(modes)('%s: commits under the sha512 digest without reading the bytes back', async (mode, upload) => {
+    const { storage, calls } = watchedStorage();
+    const agent = supertest(makeApp(storage, { uploadPurging: false }));
+    const location = await upload(agent);
+    calls.length = 0;
+    const put = agent.put(`${location}?digest=${sha512(data)}`).set('Content-Type', 'application/octet-stream');
+    const res = await (mode.startsWith('monolithic') ? put.send(data) : put).expect(201);
+    expect(res.headers['docker-content-digest']).toBe(sha512(data));
+    expect(calls).not.toContain('readUpload');
+    const blob = await agent.get(`/v2/conf/sha512/blobs/${sha512(data)}`).buffer(true).parse((stream, done) => {
+      const chunks: Buffer[] = [];
+      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+      stream.on('end', () => done(null, Buffer.concat(chunks)));
+    }).expect(200);
+    expect(Buffer.compare(blob.body as Buffer, data)).toBe(0);
+  });
+
+  it('a single POST with a sha512 digest hashes with sha512 as the bytes arrive', async () => {
+    const { storage, calls } = watchedStorage();
+    const agent = supertest(makeApp(storage, { uploadPurging: false }));
+    await agent.post(`/v2/conf/sha512/blobs/uploads/?digest=${sha512(data)}`).set('Content-Type', 'application/octet-stream').send(data).expect(201);
+    expect(calls).not.toContain('readUpload');
+  });
+
+  it('a session committed under the other algorithm is verified by reading its bytes back, both ways', async () => {
+    const { storage, calls } = watchedStorage();
+    const agent = supertest(makeApp(storage, { uploadPurging: false }));
+    for (const [query, digest] of [['?digest-algorithm=sha512', sha256(data)], ['', sha512(data)]]) {
+      const location = (await agent.post(`/v2/conf/sha512/blobs/uploads/${query}`).expect(202)).headers.location;
+      await agent.patch(location).set('Content-Type', 'application/octet-stream').send(data).expect(202);
+      calls.length = 0;
+      await agent.put(`${location}?digest=${digest}`).expect(201);
+      expect(calls).toContain('readUpload');
+    }
+  });
+
+  it.each(['md5', 'sha384', 'SHA512', ''])('digest-algorithm=%s is refused with 400 before a session opens', async (algorithm) => {
+    const { storage, calls } = watchedStorage();
+    const agent = supertest(makeApp(storage, { uploadPurging: false }));
+    const res = await agent.post(`/v2/conf/sha512/blobs/uploads/?digest-algorithm=${algorithm}`).expect(400);
+    expect(res.body.errors[0].code).toBe('DIGEST_INVALID');
+    expect(calls).not.toContain('createUpload');
   });
 });

@@ -1,6 +1,7 @@
 import { hasBody, requestBody } from '../body';
 import { sendEmpty, type RequestContext, type ResourceDispatcher } from '../context';
-import { isDigest, parseDigest, type Digest } from '../digest';
+import { isDigest, parseAlgorithm, parseDigest, type Digest, type DigestAlgorithm } from '../digest';
+import { RegistryError } from '../errors';
 import type { Log } from '../log';
 import { isName } from '../names';
 import { parseChunkRange, rangeError, uploadRangeHeader } from '../range';
@@ -24,6 +25,8 @@ class UploadHandler {
     const { store, repository, query, options } = this.context;
     const mount = query.get('mount');
     const from = query.get('from');
+    const monolithicDigest = mount === null && query.has('digest') ? parseDigest(query.get('digest')) : undefined;
+    const algorithm = this.sessionAlgorithm(monolithicDigest);
     if (mount !== null && isDigest(mount) && (from === null || isName(from))) {
       const digest = parseDigest(mount);
       const mounted = await store.blobs.mount(repository, digest, from ?? undefined, options.mountFromAnyRepository);
@@ -35,8 +38,7 @@ class UploadHandler {
     } else if (mount !== null) {
       this.log('cannot mount %s from %s: opening a session', mount.slice(0, 80), from?.slice(0, 80) ?? 'the shared store');
     }
-    const monolithicDigest = mount === null && query.has('digest') ? parseDigest(query.get('digest')) : undefined;
-    const session = await store.uploads.start(repository);
+    const session = await store.uploads.start(repository, algorithm);
     this.log('started upload %s', session.id);
     if (monolithicDigest) {
       try {
@@ -55,6 +57,20 @@ class UploadHandler {
       ...this.sessionHeaders(session, 0),
       ...(minimum ? { 'OCI-Chunk-Min-Length': minimum } : {}),
     });
+  }
+
+  /**
+   * What a new session hashes its bytes with: `?digest-algorithm=` (checked before anything is
+   * stored), else a monolithic upload's digest algorithm, else sha256.
+   */
+  private sessionAlgorithm(monolithicDigest: Digest | undefined): DigestAlgorithm {
+    const requested = this.context.query.get('digest-algorithm');
+    if (requested === null) return monolithicDigest?.algorithm ?? 'sha256';
+    const algorithm = parseAlgorithm(requested);
+    if (monolithicDigest && monolithicDigest.algorithm !== algorithm) {
+      throw new RegistryError('DIGEST_INVALID', `digest-algorithm=${algorithm} disagrees with the digest ${monolithicDigest.value}`);
+    }
+    return algorithm;
   }
 
   /** GET/HEAD: how much of the session is stored. */

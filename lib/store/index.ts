@@ -13,8 +13,11 @@ export { ManifestStore, type ManifestRecord, type StoredManifest } from './manif
 export { DEFAULT_LIMITS, type StoreLimits } from './shared';
 export { UploadStore, type AppendOptions, type StoredBlob, type UploadSession } from './uploads';
 
-/** Settings of a {@link RegistryStore}: the limits every stored blob is held to; each defaults as in {@link DEFAULT_LIMITS}. */
-export type RegistryStoreOptions = Partial<StoreLimits>;
+/** Settings of a {@link RegistryStore}: the limits every stored blob is held to, each defaulting as in {@link DEFAULT_LIMITS}, and what a manifest may reference. */
+export interface RegistryStoreOptions extends Partial<StoreLimits> {
+  /** Accept manifests whose blobs or child manifests are not in the repository. Default false. */
+  allowSparseManifests?: boolean;
+}
 
 /**
  * The registry's data model over a {@link StorageAdapter}. Adapters only move bytes; every rule
@@ -33,13 +36,14 @@ export class RegistryStore {
   readonly manifests: ManifestStore;
 
   constructor(adapter: StorageAdapter, options: RegistryStoreOptions = {}) {
-    const limits = Object.freeze({ ...DEFAULT_LIMITS, ...definedOnly(options) });
+    const { allowSparseManifests = false, ...limitOptions } = options;
+    const limits = Object.freeze({ ...DEFAULT_LIMITS, ...definedOnly(limitOptions) });
     const shared: StoreShared = { adapter, events: new RegistryEvents(), limits };
     this.events = shared.events;
     this.limits = limits;
     this.blobs = new BlobStore(shared);
     this.uploads = new UploadStore(shared, this.blobs);
-    this.manifests = new ManifestStore(shared, this.blobs);
+    this.manifests = new ManifestStore(shared, this.blobs, allowSparseManifests);
   }
 
   /**
@@ -48,7 +52,7 @@ export class RegistryStore {
    * leaves nothing behind.
    */
   async putBlob(repository: string, data: Readable | Buffer, digest?: Digest): Promise<StoredBlob> {
-    const session = await this.uploads.start(repository);
+    const session = await this.uploads.start(repository, digest?.algorithm);
     try {
       await this.uploads.append(session, 0, Buffer.isBuffer(data) ? Readable.from([data]) : data, Buffer.isBuffer(data) ? { announcedLength: data.length } : {});
       return await this.uploads.completeAs(session, digest);

@@ -30,6 +30,8 @@ export class ManifestStore {
   constructor(
     private readonly shared: StoreShared,
     private readonly blobs: BlobStore,
+    /** Whether a manifest may reference blobs and child manifests the repository lacks (a mirror of part of an image). */
+    private readonly allowSparse = false,
   ) {}
 
   /**
@@ -131,19 +133,28 @@ export class ManifestStore {
     return this.shared.adapter.listDocuments(tagsPrefix(repository), options);
   }
 
-  /** Descriptors of the manifests in `repository` whose subject is `subject`, optionally of one artifact type. */
-  async referrers(repository: string, subject: Digest, artifactType?: string): Promise<ReferrerDescriptor[]> {
+  /**
+   * Descriptors of the manifests in `repository` whose subject is `subject`, optionally of one
+   * artifact type, in the order of their digests: those after `page.after`, at most `page.limit`.
+   */
+  async referrers(repository: string, subject: Digest, artifactType?: string, page: { after?: Digest; limit?: number } = {}): Promise<ReferrerDescriptor[]> {
     const { adapter } = this.shared;
     const prefix = referrersPrefix(repository, subject);
+    const after = page.after && referrerKey(repository, subject, page.after).slice(prefix.length);
+    const limit = page.limit ?? Number.POSITIVE_INFINITY;
     const descriptors: ReferrerDescriptor[] = [];
-    for (const key of await adapter.listDocuments(prefix)) {
+    // Filtered before the limit, so a page holds `limit` matches whenever that many exist.
+    for (const key of await adapter.listDocuments(prefix, { after })) {
+      if (descriptors.length >= limit) break;
       const entry = await adapter.getDocument(prefix + key);
-      if (entry) descriptors.push(fromJson(entry) as ReferrerDescriptor);
+      const descriptor = entry && (fromJson(entry) as ReferrerDescriptor);
+      if (descriptor && (artifactType === undefined || descriptor.artifactType === artifactType)) descriptors.push(descriptor);
     }
-    return artifactType === undefined ? descriptors : descriptors.filter((descriptor) => descriptor.artifactType === artifactType);
+    return descriptors;
   }
 
   private async checkReferences(repository: string, manifest: ParsedManifest): Promise<void> {
+    if (this.allowSparse) return;
     for (const blob of manifest.blobs) {
       if (!(await this.blobs.info(repository, blob))) {
         throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `the manifest references ${blob.value}, which is not in ${repository}`);

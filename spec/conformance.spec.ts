@@ -106,6 +106,18 @@ describe('a push by digest that sets tags with `tag` query parameters', () => {
     await agent.get('/v2/conf/tags/manifests/v7').expect(404);
   });
 
+  it('the manifestPushed event lists every tag the push set', async () => {
+    const registry = createRegistryRouter({ storage: new MemoryStorage(), uploadPurging: false });
+    const pushed: string[][] = [];
+    registry.events.on('manifestPushed', (event) => pushed.push(event.tags));
+    const local = supertest(express().use(registry));
+    for (const blob of [image.config, ...image.layers]) await pushBlob(local, 'conf/tags', blob);
+    await local.put(`/v2/conf/tags/manifests/${image.digest}?tag=x&tag=y`).set('Content-Type', OCI_MANIFEST).send(image.manifest.toString()).expect(201);
+    await local.put('/v2/conf/tags/manifests/z').set('Content-Type', OCI_MANIFEST).send(image.manifest.toString()).expect(201);
+    await local.put(`/v2/conf/tags/manifests/${image.digest}`).set('Content-Type', OCI_MANIFEST).send(image.manifest.toString()).expect(201);
+    expect(pushed).toEqual([['x', 'y'], ['z'], []]);
+  });
+
   it('a tag named twice is set and confirmed once; a push without tag parameters sends no OCI-Tag', async () => {
     const res = await put('?tag=a&tag=b&tag=a');
     expect(res.status).toBe(201);

@@ -4,6 +4,7 @@
  *
  *   npm start                     # 127.0.0.1:5000, data in ./registry-data
  *   PORT=5001 HOST=0.0.0.0 DATA_DIR=/var/lib/registry npm start
+ *   ALLOW_SPARSE_MANIFESTS=1 npm start   # accept manifests whose blobs are not all pushed
  */
 import { resolve } from 'node:path';
 import { FileSystemStorage } from '../lib';
@@ -17,7 +18,12 @@ const port = Number(process.env.PORT ?? 5000);
 const host = process.env.HOST ?? '127.0.0.1';
 const root = resolve(process.env.DATA_DIR ?? 'registry-data');
 
-const { app } = createExampleApp({ storage: new FileSystemStorage({ root }), logEvent: (line) => console.log(line) });
+const { app } = createExampleApp({
+  storage: new FileSystemStorage({ root }),
+  // A mirror of part of an image (one platform, say) pushes manifests whose other blobs it lacks.
+  allowSparseManifests: process.env.ALLOW_SPARSE_MANIFESTS === '1',
+  logEvent: (line) => console.log(line),
+});
 
 const server = app.listen(port, host, () => {
   const address = server.address();

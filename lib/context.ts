@@ -52,7 +52,7 @@ export function requireDeleteEnabled(options: ResolvedOptions): void {
 }
 
 /** Ends a response with no body. */
-export function sendEmpty(res: ServerResponse, status: number, headers: Record<string, string | number> = {}): void {
+export function sendEmpty(res: ServerResponse, status: number, headers: Record<string, string | number | string[]> = {}): void {
   res.statusCode = status;
   for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
   res.setHeader('Content-Length', 0);
@@ -96,28 +96,4 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
   for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
   res.setHeader('Content-Length', Buffer.byteLength(text));
   res.end(text);
-}
-
-/** Whether the request carries a body (a positive Content-Length or a chunked one). */
-export function hasBody(req: IncomingMessage): boolean {
-  return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
-}
-
-/**
- * The request as a byte stream. Fails clearly when a body parser mounted before the router has
- * already consumed it, since the exact bytes can no longer be had.
- */
-export function requestBody(req: RegistryRequest): Readable {
-  const parsedBy = (req as { _body?: boolean })._body;
-  if (parsedBy || (req.readableEnded && hasBody(req))) {
-    throw new RegistryError(
-      'BLOB_UPLOAD_INVALID',
-      'the request body was consumed by a middleware before the registry router; mount the router before body parsers, or exclude its paths from them',
-    );
-  }
-  // A client that left while the registry was looking things up: its stream will never end.
-  if (req.destroyed && !req.readableEnded) {
-    throw new RegistryError('BLOB_UPLOAD_INVALID', 'the client closed the connection before its body was read');
-  }
-  return req;
 }

@@ -32,17 +32,29 @@ export function parseDigest(input: unknown): Digest {
   const colon = input.indexOf(':');
   const algorithm = input.slice(0, colon);
   const hex = input.slice(colon + 1);
-  if (!(algorithm in SUPPORTED_ALGORITHMS)) {
-    throw new RegistryError(
-      'DIGEST_INVALID',
-      `unsupported digest algorithm "${algorithm}"; supported: ${Object.keys(SUPPORTED_ALGORITHMS).join(', ')}`,
-    );
-  }
-  const expectedLength = SUPPORTED_ALGORITHMS[algorithm as DigestAlgorithm];
+  const expectedLength = SUPPORTED_ALGORITHMS[parseAlgorithm(algorithm)];
   if (hex.length !== expectedLength || !/^[a-f0-9]+$/.test(hex)) {
     throw new RegistryError('DIGEST_INVALID', `a ${algorithm} digest is ${expectedLength} lowercase hex characters`);
   }
   return { algorithm: algorithm as DigestAlgorithm, hex, value: input };
+}
+
+/** A digest algorithm's name (a digest's prefix, an upload's `digest-algorithm`): one of {@link SUPPORTED_ALGORITHMS}, else `DIGEST_INVALID`. */
+export function parseAlgorithm(input: string): DigestAlgorithm {
+  if (!Object.hasOwn(SUPPORTED_ALGORITHMS, input)) {
+    throw new RegistryError('DIGEST_INVALID', `unsupported digest algorithm "${truncate(input)}"; supported: ${Object.keys(SUPPORTED_ALGORITHMS).join(', ')}`);
+  }
+  return input as DigestAlgorithm;
+}
+
+/** Whether `input` is a digest {@link parseDigest} accepts. */
+export function isDigest(input: unknown): boolean {
+  try {
+    parseDigest(input);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** A fresh incremental hash for `algorithm`. */

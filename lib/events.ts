@@ -49,6 +49,8 @@ export interface ManifestPushedEvent {
   mediaType: string;
   /** The tag it was pushed to; undefined for a push by digest. */
   tag?: string;
+  /** Every tag the push set: the path's tag, or the `tag` query parameters of a push by digest. */
+  tags: string[];
   /** The artifact type (`artifactType`, else an image's config media type), when it has one. */
   artifactType?: string;
   /** The digest of the manifest it refers to, for a referrer. */

@@ -5,7 +5,8 @@
  * @packageDocumentation
  */
 export { createRegistryRouter, DEFAULT_MAX_MANIFEST_SIZE, type RegistryOptions, type RegistryRouter } from './router';
-export { OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, type ManifestReference, type ReferrerDescriptor } from './manifest';
+export { REFERRERS_PAGE_SIZE } from './paging';
+export { OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, MAX_TAGS_PER_PUSH, type ManifestReference, type ReferrerDescriptor } from './manifest';
 export {
   RegistryEvents,
   REGISTRY_EVENT_NAMES,

@@ -22,6 +22,9 @@ const MANIFEST_KINDS: Record<string, 'image' | 'index'> = {
 // Layers a registry is not expected to hold: clients fetch them from their `urls`.
 const FOREIGN_LAYER_TYPES = /^application\/vnd\.(docker\.image\.rootfs\.foreign\.|oci\.image\.layer\.nondistributable\.)/;
 
+/** Most tags one push by digest may set with `tag` query parameters; more get 414 (the spec asks for at least 10). */
+export const MAX_TAGS_PER_PUSH = 100;
+
 /** A tag or a digest, as `<reference>` in `/v2/<name>/manifests/<reference>`. */
 export type ManifestReference = { tag: string; digest?: undefined } | { digest: Digest; tag?: undefined };
 

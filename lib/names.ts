@@ -8,11 +8,14 @@ const TAG_PATTERN = /^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/;
 /** Longest repository name accepted, as in the reference registry. */
 export const MAX_NAME_LENGTH = 255;
 
+/** Whether `name` is a valid repository name. */
+export function isName(name: string): boolean {
+  return name.length > 0 && name.length <= MAX_NAME_LENGTH && NAME_PATTERN.test(name);
+}
+
 /** Throws `NAME_INVALID` unless `name` is a valid repository name. */
 export function validateName(name: string): string {
-  if (name.length === 0 || name.length > MAX_NAME_LENGTH || !NAME_PATTERN.test(name)) {
-    throw new RegistryError('NAME_INVALID', `invalid repository name: ${name.slice(0, 80)}`);
-  }
+  if (!isName(name)) throw new RegistryError('NAME_INVALID', `invalid repository name: ${name.slice(0, 80)}`);
   return name;
 }
 

@@ -9,6 +9,29 @@ export interface PageRequest {
   last?: string;
 }
 
+/**
+ * Most descriptors in one page of the referrers API; a page is also cut so that its index stays
+ * within `maxManifestSize`. A listing with more has `Link: <…>; rel="next"`.
+ */
+export const REFERRERS_PAGE_SIZE = 1000;
+
+/**
+ * The longest head of `entries` that holds at most `maxCount` entries and whose JSON, as the
+ * array of `envelope` (a document with an empty array), takes at most `maxBytes`; never empty
+ * when `entries` is not, so that a listing always moves on.
+ */
+export function fitPage<T>(entries: T[], maxCount: number, envelope: unknown, maxBytes: number): T[] {
+  let bytes = Buffer.byteLength(JSON.stringify(envelope));
+  let count = 0;
+  for (const entry of entries.slice(0, maxCount)) {
+    // Each entry after the first also takes a comma.
+    bytes += Buffer.byteLength(JSON.stringify(entry)) + (count > 0 ? 1 : 0);
+    if (bytes > maxBytes && count > 0) break;
+    count++;
+  }
+  return entries.slice(0, count);
+}
+
 /** Reads `n` and `last`; a malformed `n` is a 400 rather than silently ignored. */
 export function parsePageRequest(query: URLSearchParams): PageRequest {
   const n = query.get('n');

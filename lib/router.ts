@@ -4,7 +4,7 @@ import { DEFAULT_CHALLENGE, enforceAccess, type AccessRequest, type Action, type
 import type { MethodTable, RegistryRequest, ResolvedOptions, ResourceDispatcher, HttpMethod } from './context';
 import { RegistryError, sendError } from './errors';
 import { moduleLogger } from './log';
-import { validateName } from './names';
+import { isName, validateName } from './names';
 import { baseDispatcher } from './resources/base';
 import { blobDispatcher } from './resources/blobs';
 import { catalogDispatcher } from './resources/catalog';
@@ -30,6 +30,13 @@ export interface RegistryOptions {
   deleteEnabled?: boolean;
   /** Largest manifest accepted, in bytes; a larger one gets 413 `MANIFEST_INVALID`. Default 4 MiB. */
   maxManifestSize?: number;
+  /**
+   * Accept sparse manifests: an image whose blobs, or an index whose child manifests, are not in
+   * the repository (a mirror that holds one platform of an image, say). They are served like any
+   * other manifest; a pull of a blob that is not there is still 404 `BLOB_UNKNOWN`. Default false:
+   * such a push gets 400 `MANIFEST_BLOB_UNKNOWN`.
+   */
+  allowSparseManifests?: boolean;
   /** Least milliseconds between two `uploadProgress` events while one request body streams in. Default 500. */
   progressInterval?: number;
   /**
@@ -118,9 +125,10 @@ export const ROUTES: Route[] = [
     module: 'upload',
     dispatcher: uploadDispatcher,
     access: { POST: PUSH },
+    // A malformed `from` mounts nothing (the request opens a session in its own repository), so it needs no access.
     extraAccess: (query) => {
       const from = query.get('mount') !== null ? query.get('from') : null;
-      return from === null ? [] : [{ repository: validateName(from), actions: PULL }];
+      return from !== null && isName(from) ? [{ repository: from, actions: PULL }] : [];
     },
   },
   {
@@ -168,6 +176,7 @@ export function createRegistryRouter(options: RegistryOptions): RegistryRouter {
     maxUploadsPerRepository: options.maxUploadsPerRepository,
     bodyIdleTimeout: options.bodyIdleTimeout,
     progressInterval: options.progressInterval,
+    allowSparseManifests: options.allowSparseManifests,
   });
   const resolved: ResolvedOptions = {
     // With access control on, a mount without `from` would bypass the pull check on the source.

@@ -1,7 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, readlink, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { startChild, type ChildServer } from './support/child-server';
 import { bytes, request, sha256 } from './support/http';
 import { expectOnlyVerifiedContent } from './support/storage-files';
 import { finishUpload, openRequest, storedSize, waitFor } from './support/streaming';
@@ -10,35 +11,16 @@ const PROJECT = join(__dirname, '..');
 const EXAMPLE_SERVER = join(PROJECT, 'dist', 'examples', 'server.js');
 const CRASH_SERVER = join(PROJECT, 'spec', 'support', 'crash-server.js');
 
-interface Server {
-  url: string;
-  child: ChildProcess;
-  exited: Promise<NodeJS.Signals | null>;
-}
-
 const children = new Set<ChildProcess>();
 
 /** Spawns a registry server on a free port over `dataDir` and waits until it listens. */
-async function startServer(script: string, dataDir: string, env: Record<string, string> = {}): Promise<Server> {
-  const child = spawn(process.execPath, [script], {
-    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  children.add(child);
-  const exited = new Promise<NodeJS.Signals | null>((resolve) => child.once('exit', (_code, signal) => resolve(signal)));
-  const port = await new Promise<string>((resolve, reject) => {
-    let output = '';
-    child.stdout!.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-      const match = /listening (?:on http:\/\/127\.0\.0\.1:)?(\d+)\s/.exec(output);
-      if (match) resolve(match[1]);
-    });
-    child.once('exit', () => reject(new Error(`server exited before listening: ${output}`)));
-  });
-  return { url: `http://127.0.0.1:${port}`, child, exited };
+async function startServer(script: string, dataDir: string, env: Record<string, string> = {}): Promise<ChildServer> {
+  const server = await startChild(script, { DATA_DIR: dataDir, ...env });
+  children.add(server.child);
+  return server;
 }
 
-async function kill(server: Server): Promise<void> {
+async function kill(server: ChildServer): Promise<void> {
   server.child.kill('SIGKILL');
   expect(await server.exited).toBe('SIGKILL');
 }

@@ -135,8 +135,8 @@ describe('registry events', () => {
 
     const pushed = { repository: 'events/art', digest: sha256(manifest), size: manifest.length, mediaType: type, artifactType: 'application/vnd.example.events' };
     expect(named('manifestPushed')).toEqual([
-      { ...pushed, tag: 'v1' },
-      { ...pushed, tag: 'v2' },
+      { ...pushed, tag: 'v1', tags: ['v1'] },
+      { ...pushed, tag: 'v2', tags: ['v2'] },
     ]);
     expect(named('tagDeleted')).toEqual([{ repository: 'events/art', tag: 'v1', digest: sha256(manifest) }]);
     expect(named('manifestDeleted')).toEqual([{ repository: 'events/art', digest: sha256(manifest), tags: ['v2'] }]);

@@ -166,7 +166,7 @@ describe('manifest PUT validation', () => {
     );
   });
 
-  it('an index needs its manifests in this repository: 400 MANIFEST_UNKNOWN, then 201', async () => {
+  it('an index needs its manifests in this repository: 400 MANIFEST_BLOB_UNKNOWN, then 201', async () => {
     const amd = makeImage('amd64');
     const arm = makeImage('arm64');
     const index = Buffer.from(
@@ -181,7 +181,7 @@ describe('manifest PUT validation', () => {
     );
     await pushImage(agent, 'team/app', amd);
     const missing = await agent.put('/v2/team/app/manifests/multi').set('Content-Type', OCI_INDEX).send(index.toString()).expect(400);
-    expect(missing.body.errors[0].code).toBe('MANIFEST_UNKNOWN');
+    expect(missing.body.errors[0].code).toBe('MANIFEST_BLOB_UNKNOWN');
     await pushImage(agent, 'team/app', arm);
     await agent.put('/v2/team/app/manifests/multi').set('Content-Type', OCI_INDEX).send(index.toString()).expect(201);
     const res = await agent.get('/v2/team/app/manifests/multi').buffer(true).parse(rawBody).expect(200);
@@ -294,7 +294,7 @@ describe('manifest PUT validation', () => {
     }
   });
 
-  it('a malformed tag is TAG_INVALID; a malformed digest is DIGEST_INVALID; unknown references are 404', async () => {
+  it('a PUT to a malformed tag is TAG_INVALID, to a malformed digest DIGEST_INVALID; a GET of either, or of an unknown reference, is 404', async () => {
     const image = makeImage('refs');
     for (const blob of [image.config, ...image.layers]) await pushBlob(agent, 'team/app', blob);
     for (const bad of ['-leading-dash', '.dot', 'x'.repeat(129)]) {
@@ -302,7 +302,7 @@ describe('manifest PUT validation', () => {
       expect(res.body.errors[0].code).toBe('TAG_INVALID');
     }
     for (const bad of ['sha256:short', `sha1:${'0'.repeat(40)}`, 'sha256%3Azz']) {
-      expect((await agent.get(`/v2/team/app/manifests/${bad}`).expect(400)).body.errors[0].code).toBe('DIGEST_INVALID');
+      expect((await agent.get(`/v2/team/app/manifests/${bad}`).expect(404)).body.errors[0].code).toBe('MANIFEST_UNKNOWN');
       expect((await agent.put(`/v2/team/app/manifests/${bad}`).set('Content-Type', OCI_MANIFEST).send(image.manifest.toString()).expect(400)).body.errors[0].code).toBe(
         'DIGEST_INVALID',
       );

@@ -1,8 +1,10 @@
-import { requestBody, requireDeleteEnabled, sendEmpty, type RequestContext, type ResourceDispatcher } from '../context';
+import { readWholeBody } from '../body';
+import { requireDeleteEnabled, sendEmpty, type RequestContext, type ResourceDispatcher } from '../context';
 import { RegistryError } from '../errors';
 import type { Log } from '../log';
-import { parseReference, type ManifestReference } from '../manifest';
-import { bodyIdleLimit, Meter } from '../meter';
+import { MAX_TAGS_PER_PUSH, parseReference, type ManifestReference } from '../manifest';
+import { bodyIdleLimit } from '../meter';
+import { validateTag } from '../names';
 
 /** One request against `/v2/<name>/manifests/<reference>`, the reference being a tag or a digest. */
 class ManifestHandler {
@@ -16,11 +18,24 @@ class ManifestHandler {
     return parseReference(this.context.params.reference);
   }
 
+  /**
+   * The reference of a GET, HEAD or DELETE: one that is neither a tag nor a digest names no
+   * manifest, so it is 404 `MANIFEST_UNKNOWN` (the spec's answer for a manifest not found).
+   */
+  private get storedReference(): ManifestReference {
+    try {
+      return this.reference;
+    } catch (error) {
+      if (!(error instanceof RegistryError)) throw error;
+      throw new RegistryError('MANIFEST_UNKNOWN', `no manifest is named ${this.context.params.reference.slice(0, 200)}: ${String(error.detail)}`);
+    }
+  }
+
   /** GET/HEAD: the manifest's exact bytes, typed as it was pushed. */
   async fetch(withBody: boolean): Promise<void> {
     const { store, repository, res } = this.context;
     const { manifests } = store;
-    const reference = this.reference;
+    const reference = this.storedReference;
     const manifest = await manifests.resolve(repository, reference);
     if (!manifest) throw unknown(reference, repository);
     const body = withBody ? await manifests.read(manifest) : undefined;
@@ -32,19 +47,37 @@ class ManifestHandler {
     res.end(body);
   }
 
-  /** PUT: validate and store a manifest, moving the tag when the reference is one. */
+  /**
+   * PUT: validate and store a manifest, moving the tag when the reference is one; a push by
+   * digest may set tags with `tag` query parameters, each confirmed by an `OCI-Tag` header.
+   */
   async put(): Promise<void> {
     const { store, repository, req, res, baseUrl } = this.context;
     const { manifests } = store;
     const reference = this.reference;
+    const tags = this.queryTags(reference);
     const body = await this.readBody();
-    const { digest, manifest } = await manifests.put(repository, reference, body, req.headers['content-type']);
-    this.log('stored %s as %s (%d bytes)%s', manifest.mediaType, digest.value, body.length, reference.tag ? ` tagged ${reference.tag}` : '');
+    const { digest, manifest } = await manifests.put(repository, reference, body, req.headers['content-type'], tags);
+    this.log('stored %s as %s (%d bytes)%s', manifest.mediaType, digest.value, body.length, reference.tag ? ` tagged ${reference.tag}` : tags.length ? ` tagged ${tags.join(', ')}` : '');
     sendEmpty(res, 201, {
       Location: `${baseUrl}/v2/${repository}/manifests/${digest.value}`,
       'Docker-Content-Digest': digest.value,
       ...(manifest.subject ? { 'OCI-Subject': manifest.subject.value } : {}),
+      ...(tags.length ? { 'OCI-Tag': tags } : {}),
     });
+  }
+
+  /** The distinct, valid `tag` query parameters of a push by digest (none may come with a push by tag). */
+  private queryTags(reference: ManifestReference): string[] {
+    const tags = [...new Set(this.context.query.getAll('tag'))];
+    if (tags.length === 0) return tags;
+    if (reference.tag !== undefined) {
+      throw new RegistryError('TAG_INVALID', `tag query parameters go with a push by digest; this push names tag ${reference.tag} in its path`);
+    }
+    if (tags.length > MAX_TAGS_PER_PUSH) {
+      throw new RegistryError('TAG_INVALID', `at most ${MAX_TAGS_PER_PUSH} tags can be set by one push, not ${tags.length}`, { status: 414 });
+    }
+    return tags.map(validateTag);
   }
 
   /** DELETE: by digest removes the manifest and its tags; by tag removes only the tag. */
@@ -52,7 +85,7 @@ class ManifestHandler {
     const { store, repository, options, res } = this.context;
     const { manifests } = store;
     requireDeleteEnabled(options);
-    const reference = this.reference;
+    const reference = this.storedReference;
     const { tag, digest } = reference;
     const deleted = tag !== undefined ? await manifests.deleteTag(repository, tag) : await manifests.delete(repository, digest);
     if (!deleted) throw unknown(reference, repository);
@@ -61,18 +94,16 @@ class ManifestHandler {
   }
 
   /** The body, whole, refusing more than `maxManifestSize` bytes without reading them all. */
-  private async readBody(): Promise<Buffer> {
+  private readBody(): Promise<Buffer> {
     const { req, options, store } = this.context;
     const limit = options.maxManifestSize;
-    const tooLarge = () => new RegistryError('MANIFEST_INVALID', `manifests are limited to ${limit} bytes`, { status: 413 });
-    if (Number(req.headers['content-length'] ?? 0) > limit) throw tooLarge();
-    const meter = new Meter(undefined, limit, tooLarge, { idle: bodyIdleLimit(store.limits.bodyIdleTimeout, 'MANIFEST_INVALID') });
-    const body = requestBody(req);
-    body.once('error', (error) => meter.destroy(error));
-    body.pipe(meter);
-    const chunks: Buffer[] = [];
-    for await (const chunk of meter) chunks.push(chunk as Buffer);
-    return Buffer.concat(chunks);
+    return readWholeBody(req, {
+      code: 'MANIFEST_INVALID',
+      limit,
+      overLimit: () => new RegistryError('MANIFEST_INVALID', `manifests are limited to ${limit} bytes`, { status: 413 }),
+      idle: bodyIdleLimit(store.limits.bodyIdleTimeout, 'MANIFEST_INVALID'),
+      ended: () => new RegistryError('MANIFEST_INVALID', 'the body ended early: the client closed the connection'),
+    });
   }
 }
 

@@ -1,7 +1,9 @@
-import { hasBody, requestBody, sendEmpty, type RequestContext, type ResourceDispatcher } from '../context';
-import { parseDigest, type Digest } from '../digest';
+import { hasBody, requestBody } from '../body';
+import { sendEmpty, type RequestContext, type ResourceDispatcher } from '../context';
+import { isDigest, parseAlgorithm, parseDigest, type Digest, type DigestAlgorithm } from '../digest';
+import { RegistryError } from '../errors';
 import type { Log } from '../log';
-import { validateName } from '../names';
+import { isName } from '../names';
 import { parseChunkRange, rangeError, uploadRangeHeader } from '../range';
 import type { UploadSession } from '../store';
 
@@ -14,22 +16,29 @@ class UploadHandler {
     private readonly log: Log,
   ) {}
 
-  /** POST: mount an existing blob, take a whole blob in one request, or open a session. */
+  /**
+   * POST: mount an existing blob, take a whole blob in one request, or open a session. A mount
+   * that cannot be done (nothing to mount, or a malformed `mount` or `from`, such as the
+   * `from=<repository>:<tag>` some clients send) opens a session, as the spec asks.
+   */
   async start(): Promise<void> {
     const { store, repository, query, options } = this.context;
     const mount = query.get('mount');
-    if (mount !== null) {
+    const from = query.get('from');
+    const monolithicDigest = mount === null && query.has('digest') ? parseDigest(query.get('digest')) : undefined;
+    const algorithm = this.sessionAlgorithm(monolithicDigest);
+    if (mount !== null && isDigest(mount) && (from === null || isName(from))) {
       const digest = parseDigest(mount);
-      const from = query.get('from');
-      const mounted = await store.blobs.mount(repository, digest, from === null ? undefined : validateName(from), options.mountFromAnyRepository);
+      const mounted = await store.blobs.mount(repository, digest, from ?? undefined, options.mountFromAnyRepository);
       if (mounted) {
         this.log('mounted %s from %s', digest.value, from ?? 'the shared store');
         this.sendBlobCreated(digest);
         return;
       }
+    } else if (mount !== null) {
+      this.log('cannot mount %s from %s: opening a session', mount.slice(0, 80), from?.slice(0, 80) ?? 'the shared store');
     }
-    const monolithicDigest = mount === null && query.has('digest') ? parseDigest(query.get('digest')) : undefined;
-    const session = await store.uploads.start(repository);
+    const session = await store.uploads.start(repository, algorithm);
     this.log('started upload %s', session.id);
     if (monolithicDigest) {
       try {
@@ -48,6 +57,20 @@ class UploadHandler {
       ...this.sessionHeaders(session, 0),
       ...(minimum ? { 'OCI-Chunk-Min-Length': minimum } : {}),
     });
+  }
+
+  /**
+   * What a new session hashes its bytes with: `?digest-algorithm=` (checked before anything is
+   * stored), else a monolithic upload's digest algorithm, else sha256.
+   */
+  private sessionAlgorithm(monolithicDigest: Digest | undefined): DigestAlgorithm {
+    const requested = this.context.query.get('digest-algorithm');
+    if (requested === null) return monolithicDigest?.algorithm ?? 'sha256';
+    const algorithm = parseAlgorithm(requested);
+    if (monolithicDigest && monolithicDigest.algorithm !== algorithm) {
+      throw new RegistryError('DIGEST_INVALID', `digest-algorithm=${algorithm} disagrees with the digest ${monolithicDigest.value}`);
+    }
+    return algorithm;
   }
 
   /** GET/HEAD: how much of the session is stored. */
@@ -105,7 +128,7 @@ class UploadHandler {
         throw rangeError(size, `Content-Length ${contentLength} does not match Content-Range ${contentRange}`);
       }
     }
-    const newSize = await store.uploads.append(session, size, requestBody(req), {
+    const newSize = await store.uploads.append(session, size, requestBody(req, 'BLOB_UPLOAD_INVALID'), {
       declaredLength,
       announcedLength: contentLength === undefined ? undefined : Number(contentLength),
     });

@@ -671,6 +671,8 @@ class UploadWriter {
   private openPart(number: number, size: number): PartInFlight {
     if (number > MAX_PARTS) throw new Error(`upload ${this.id} would exceed ${MAX_PARTS} parts`);
     const body = new PassThrough({ highWaterMark: 1024 * 1024 });
+    // The SDK may fail the stream it reads; the part's failure is heard through its etag.
+    body.on('error', () => undefined);
     const abort = new AbortController();
     const etag = this.io.uploadPart(this.state.multipart!, number, body, size, abort.signal);
     const part: PartInFlight = { number, size, body, abort, etag };

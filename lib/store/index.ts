@@ -16,8 +16,11 @@ export { ManifestStore, type ManifestRecord, type StoredManifest } from './manif
 export { DEFAULT_LIMITS, type StoreLimits } from './shared';
 export { UploadStore, type AppendOptions, type StoredBlob, type UploadSession } from './uploads';
 
-/** Settings of a {@link RegistryStore}: the limits every stored blob is held to; each defaults as in {@link DEFAULT_LIMITS}. */
-export type RegistryStoreOptions = Partial<StoreLimits>;
+/** Settings of a {@link RegistryStore}: the limits every stored blob is held to, each defaulting as in {@link DEFAULT_LIMITS}, and what a manifest may reference. */
+export interface RegistryStoreOptions extends Partial<StoreLimits> {
+  /** Accept manifests whose blobs or child manifests are not in the repository. Default false. */
+  allowSparseManifests?: boolean;
+}
 
 /**
  * The registry's data model over a {@link StorageAdapter}. Adapters only move bytes; every rule
@@ -37,14 +40,15 @@ export class RegistryStore {
   readonly collector: GarbageCollector;
 
   constructor(adapter: StorageAdapter, options: RegistryStoreOptions = {}) {
-    const limits = Object.freeze({ ...DEFAULT_LIMITS, ...definedOnly(options) });
+    const { allowSparseManifests = false, ...limitOptions } = options;
+    const limits = Object.freeze({ ...DEFAULT_LIMITS, ...definedOnly(limitOptions) });
     const shared: StoreShared = { adapter, events: new RegistryEvents(), limits };
     this.events = shared.events;
     this.limits = limits;
     const marks = new CollectionMarks(adapter);
     this.blobs = new BlobStore(shared, marks);
     this.uploads = new UploadStore(shared, this.blobs, marks);
-    this.manifests = new ManifestStore(shared, this.blobs, marks);
+    this.manifests = new ManifestStore(shared, this.blobs, marks, allowSparseManifests);
     this.collector = new GarbageCollector(shared, { uploads: this.uploads, blobs: this.blobs, manifests: this.manifests, marks });
   }
 
@@ -54,7 +58,7 @@ export class RegistryStore {
    * leaves nothing behind.
    */
   async putBlob(repository: string, data: Readable | Buffer, digest?: Digest): Promise<StoredBlob> {
-    const session = await this.uploads.start(repository);
+    const session = await this.uploads.start(repository, digest?.algorithm);
     try {
       await this.uploads.append(session, 0, Buffer.isBuffer(data) ? Readable.from([data]) : data, Buffer.isBuffer(data) ? { announcedLength: data.length } : {});
       return await this.uploads.completeAs(session, digest);

@@ -37,15 +37,23 @@ export class ManifestStore {
     private readonly shared: StoreShared,
     private readonly blobs: BlobStore,
     private readonly marks: CollectionMarks,
+    /** Whether a manifest may reference blobs and child manifests the repository lacks (a mirror of part of an image). */
+    private readonly allowSparse = false,
   ) {}
 
   /**
-   * Validates and stores a manifest pushed to `reference`, moving the tag when it is one.
-   * Throws `DIGEST_INVALID` when a digest reference does not match the bytes, `MANIFEST_INVALID`
-   * for a malformed manifest, and `MANIFEST_BLOB_UNKNOWN`/`MANIFEST_UNKNOWN` (400) when what it
-   * references is not in the repository.
+   * Validates and stores a manifest pushed to `reference`, moving the tag when it is one (or,
+   * for a push by digest, every tag of `tags`). Throws `DIGEST_INVALID` when a digest reference
+   * does not match the bytes, `MANIFEST_INVALID` for a malformed manifest, and
+   * `MANIFEST_BLOB_UNKNOWN` when a blob or child manifest it references is not in the repository.
    */
-  async put(repository: string, reference: ManifestReference, body: Buffer, contentType: string | undefined): Promise<{ digest: Digest; manifest: ParsedManifest }> {
+  async put(
+    repository: string,
+    reference: ManifestReference,
+    body: Buffer,
+    contentType: string | undefined,
+    tags: readonly string[] = [],
+  ): Promise<{ digest: Digest; manifest: ParsedManifest }> {
     const algorithm = reference.digest?.algorithm ?? 'sha256';
     const digest = parseDigest(digestOf(body, algorithm));
     if (reference.digest && reference.digest.hex !== digest.hex) {
@@ -54,10 +62,11 @@ export class ManifestStore {
     const manifest = parseManifest(body, contentType);
     await this.checkReferences(repository, manifest);
     await this.storeRevision(repository, digest, manifest, body);
-    if (reference.tag !== undefined) {
-      const { adapter } = this.shared;
-      await adapter.putDocument(digestTagsPrefix(repository, digest) + reference.tag, Buffer.alloc(0));
-      await adapter.putDocument(tagKey(repository, reference.tag), toJson({ digest: digest.value }));
+    const { adapter } = this.shared;
+    const tagged = reference.tag !== undefined ? [reference.tag] : tags;
+    for (const tag of tagged) {
+      await adapter.putDocument(digestTagsPrefix(repository, digest) + tag, Buffer.alloc(0));
+      await adapter.putDocument(tagKey(repository, tag), toJson({ digest: digest.value }));
     }
     await this.blobs.registerRepository(repository);
     this.shared.events.notify('manifestPushed', {
@@ -66,6 +75,7 @@ export class ManifestStore {
       size: body.length,
       mediaType: manifest.mediaType,
       tag: reference.tag,
+      tags: [...tagged],
       artifactType: manifest.artifactType,
       subject: manifest.subject?.value,
     });
@@ -92,7 +102,8 @@ export class ManifestStore {
         await adapter.putDocument(referrerKey(repository, manifest.subject, digest), toJson(referrerDescriptor(manifest, digest, body.length)));
       }
       await this.marks.touch([manifestKey(digest), revisionKey, ...blobKeys, ...childKeys]);
-      const missing = await this.firstMissing([...blobKeys, ...childKeys]);
+      // A sparse manifest may lack what it names; one a collection removed meanwhile is no different.
+      const missing = this.allowSparse ? undefined : await this.firstMissing([...blobKeys, ...childKeys]);
       if (missing !== undefined) {
         if (!existed) {
           if (manifest.subject) await adapter.deleteDocument(referrerKey(repository, manifest.subject, digest));
@@ -165,19 +176,28 @@ export class ManifestStore {
     return this.shared.adapter.listDocuments(tagsPrefix(repository), options);
   }
 
-  /** Descriptors of the manifests in `repository` whose subject is `subject`, optionally of one artifact type. */
-  async referrers(repository: string, subject: Digest, artifactType?: string): Promise<ReferrerDescriptor[]> {
+  /**
+   * Descriptors of the manifests in `repository` whose subject is `subject`, optionally of one
+   * artifact type, in the order of their digests: those after `page.after`, at most `page.limit`.
+   */
+  async referrers(repository: string, subject: Digest, artifactType?: string, page: { after?: Digest; limit?: number } = {}): Promise<ReferrerDescriptor[]> {
     const { adapter } = this.shared;
     const prefix = referrersPrefix(repository, subject);
+    const after = page.after && referrerKey(repository, subject, page.after).slice(prefix.length);
+    const limit = page.limit ?? Number.POSITIVE_INFINITY;
     const descriptors: ReferrerDescriptor[] = [];
-    for (const key of await adapter.listDocuments(prefix)) {
+    // Filtered before the limit, so a page holds `limit` matches whenever that many exist.
+    for (const key of await adapter.listDocuments(prefix, { after })) {
+      if (descriptors.length >= limit) break;
       const entry = await adapter.getDocument(prefix + key);
-      if (entry) descriptors.push(fromJson(entry) as ReferrerDescriptor);
+      const descriptor = entry && (fromJson(entry) as ReferrerDescriptor);
+      if (descriptor && (artifactType === undefined || descriptor.artifactType === artifactType)) descriptors.push(descriptor);
     }
-    return artifactType === undefined ? descriptors : descriptors.filter((descriptor) => descriptor.artifactType === artifactType);
+    return descriptors;
   }
 
   private async checkReferences(repository: string, manifest: ParsedManifest): Promise<void> {
+    if (this.allowSparse) return;
     for (const blob of manifest.blobs) {
       if (!(await this.blobs.info(repository, blob))) {
         throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `the manifest references ${blob.value}, which is not in ${repository}`);
@@ -185,7 +205,7 @@ export class ManifestStore {
     }
     for (const child of manifest.children) {
       if (!(await this.shared.adapter.getDocument(manifestLinkKey(repository, child)))) {
-        throw new RegistryError('MANIFEST_UNKNOWN', `the index references manifest ${child.value}, which is not in ${repository}`, { status: 400 });
+        throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `the index references manifest ${child.value}, which is not in ${repository}`);
       }
     }
   }

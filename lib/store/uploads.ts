@@ -3,7 +3,8 @@ import { randomUUID, type Hash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { createDigestHash, parseDigest, type Digest, type DigestAlgorithm } from '../digest';
 import { RegistryError } from '../errors';
-import { bodyIdleLimit, Meter } from '../meter';
+import { meterBody, type MeterSpec } from '../body';
+import { bodyIdleLimit } from '../meter';
 import { rangeError } from '../range';
 import { NotFoundError, UploadConflictError } from '../storage/adapter';
 import type { BlobInfo, BlobStore } from './blobs';
@@ -19,6 +20,8 @@ export interface UploadSession {
   repository: string;
   /** When the session started (ISO 8601), for purging stale sessions. */
   startedAt: string;
+  /** The algorithm its bytes are hashed with as they arrive (`?digest-algorithm=`); sha256 when absent. */
+  algorithm?: DigestAlgorithm;
 }
 
 /** What a request says about the body it appends; see {@link UploadStore.append}. */
@@ -40,9 +43,9 @@ const UPLOAD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 
 /**
  * Upload sessions over the adapter's uploads. Digests are computed while bytes stream in: the
- * process that served a session's last append keeps the running sha256 in memory; any other
- * process (or a restarted one, or a sha512 digest) verifies by reading the stored bytes back once
- * at commit.
+ * process that served a session's last append keeps the running hash (of the session's
+ * algorithm) in memory; any other process (or a restarted one, or a digest of another algorithm)
+ * verifies by reading the stored bytes back once at commit.
  */
 export class UploadStore {
   private readonly runningHashes = new Map<string, { hash: Hash; size: number }>();
@@ -65,22 +68,23 @@ export class UploadStore {
   }
 
   /**
-   * Starts an upload session in `repository`; fails with 429 `TOOMANYREQUESTS` when the
-   * repository already has `maxUploadsPerRepository`. Concurrent starts may each see the count
-   * below the limit, so the limit can be overshot by the number of starts racing.
+   * Starts an upload session in `repository` whose bytes are hashed with `algorithm` as they
+   * arrive; fails with 429 `TOOMANYREQUESTS` when the repository already has
+   * `maxUploadsPerRepository`. Concurrent starts may each see the count below the limit, so the
+   * limit can be overshot by the number of starts racing.
    */
-  async start(repository: string): Promise<UploadSession> {
+  async start(repository: string, algorithm: DigestAlgorithm = 'sha256'): Promise<UploadSession> {
     const { adapter, events, limits } = this.shared;
     const maxOpen = limits.maxUploadsPerRepository;
     if (Number.isFinite(maxOpen) && (await this.count(repository)) >= maxOpen) {
       throw new RegistryError('TOOMANYREQUESTS', `${repository} already has ${maxOpen} open upload sessions; finish or cancel some first`);
     }
-    const session: UploadSession = { id: randomUUID(), repository, startedAt: new Date().toISOString() };
+    const session: UploadSession = { id: randomUUID(), repository, startedAt: new Date().toISOString(), ...(algorithm === 'sha256' ? {} : { algorithm }) };
     // The record goes first: a session whose bytes exist always has a record to purge it by.
     await adapter.putDocument(uploadRecordKey(session.id), Buffer.from(JSON.stringify(session)));
     this.knownSessions.set(session.id, session);
     await adapter.createUpload(session.id);
-    this.runningHashes.set(session.id, { hash: createDigestHash('sha256'), size: 0 });
+    this.runningHashes.set(session.id, { hash: createDigestHash(algorithm), size: 0 });
     events.notify('uploadStarted', { repository, uploadId: session.id });
     return session;
   }
@@ -112,9 +116,12 @@ export class UploadStore {
     const tooLarge = () => new RegistryError('SIZE_INVALID', `blobs are limited to ${limits.maxBlobSize} bytes on this registry`, { status: 413 });
     const announced = declaredLength ?? options.announcedLength;
     if (announced !== undefined && expectedSize + announced > limits.maxBlobSize) throw tooLarge();
-    const running = this.claimRunningHash(session.id, expectedSize);
+    const running = this.claimRunningHash(session, expectedSize);
     let lastProgress = Number.NEGATIVE_INFINITY;
-    const meterOptions = {
+    const spec: MeterSpec = {
+      hash: running,
+      limit: declaredLength ?? limits.maxBlobSize - expectedSize,
+      overLimit: declaredLength === undefined ? tooLarge : () => rangeError(expectedSize, `the body is longer than the ${declaredLength} bytes its Content-Range declares`),
       idle: bodyIdleLimit(limits.bodyIdleTimeout, 'BLOB_UPLOAD_INVALID'),
       onBytes: (bytes: number) => {
         const now = Date.now();
@@ -122,37 +129,20 @@ export class UploadStore {
         lastProgress = now;
         events.notify('uploadProgress', { repository: session.repository, uploadId: session.id, bytes: expectedSize + bytes });
       },
+      ended: () => new RegistryError('BLOB_UPLOAD_INVALID', 'the body ended early: the client closed the connection'),
     };
-    const meter =
-      declaredLength === undefined
-        ? new Meter(running, limits.maxBlobSize - expectedSize, tooLarge, meterOptions)
-        : new Meter(running, declaredLength, () => rangeError(expectedSize, `the body is longer than the ${declaredLength} bytes its Content-Range declares`), meterOptions);
-    let bodyError: Error | undefined;
-    const forwardBodyError = (error: Error) => {
-      bodyError = error;
-      meter.destroy(error);
-    };
-    body.once('error', forwardBodyError);
-    // The adapter may start reading only after its own awaits (a lock); until it listens, a body
-    // that fails (a client gone) must not turn into an uncaught 'error' on the meter.
-    meter.on('error', () => undefined);
-    body.pipe(meter);
-    try {
-      const newSize = await adapter.appendUpload(session.id, expectedSize, meter);
+    return meterBody(body, spec, async (meter) => {
+      let newSize: number;
+      try {
+        newSize = await adapter.appendUpload(session.id, expectedSize, meter);
+      } catch (error) {
+        throw translateUploadError(error, session);
+      }
       if (running && meter.bytes === newSize - expectedSize) {
         this.runningHashes.set(session.id, { hash: running, size: newSize });
       }
       return newSize;
-    } catch (error) {
-      body.unpipe(meter);
-      // A body that refused itself (a form part over its limit) says why; any other failure is a client gone.
-      if (bodyError instanceof RegistryError) throw bodyError;
-      if (bodyError) throw new RegistryError('BLOB_UPLOAD_INVALID', 'the body ended early: the client closed the connection');
-      throw translateUploadError(error, session);
-    } finally {
-      body.removeListener('error', forwardBodyError);
-      meter.destroy();
-    }
+    });
   }
 
   /**
@@ -163,7 +153,7 @@ export class UploadStore {
   async complete(session: UploadSession, digest: Digest): Promise<BlobInfo> {
     const { adapter, events } = this.shared;
     const size = await this.size(session);
-    const actual = await this.hash(session.id, size, digest.algorithm);
+    const actual = await this.hash(session, size, digest.algorithm);
     if (actual !== digest.hex) {
       throw new RegistryError('DIGEST_INVALID', `the uploaded content has digest ${digest.algorithm}:${actual}, not ${digest.value}`);
     }
@@ -188,7 +178,7 @@ export class UploadStore {
    * knows beforehand (form files).
    */
   async completeAs(session: UploadSession, digest?: Digest): Promise<StoredBlob> {
-    const stored = digest ?? parseDigest(`sha256:${await this.hash(session.id, await this.size(session), 'sha256')}`);
+    const stored = digest ?? parseDigest(`sha256:${await this.hash(session, await this.size(session), 'sha256')}`);
     const alreadyLinked = (await this.blobs.info(session.repository, stored)) !== undefined;
     const { size } = await this.complete(session, stored);
     return { digest: stored, size, alreadyLinked };
@@ -288,17 +278,19 @@ export class UploadStore {
   }
 
   /** Takes the session's running hash if it covers exactly `size` bytes, so no other request can feed it. */
-  private claimRunningHash(id: string, size: number): Hash | undefined {
-    const running = this.runningHashes.get(id);
-    this.runningHashes.delete(id);
+  private claimRunningHash(session: UploadSession, size: number): Hash | undefined {
+    const running = this.runningHashes.get(session.id);
+    this.runningHashes.delete(session.id);
     if (running && running.size === size) return running.hash;
-    return size === 0 ? createDigestHash('sha256') : undefined;
+    return size === 0 ? createDigestHash(session.algorithm ?? 'sha256') : undefined;
   }
 
   /** The hex digest of the first `size` bytes of an upload: from the running hash, or by reading them back. */
-  private async hash(id: string, size: number, algorithm: DigestAlgorithm): Promise<string> {
+  private async hash(session: UploadSession, size: number, algorithm: DigestAlgorithm): Promise<string> {
+    const { id } = session;
+    const own = algorithm === (session.algorithm ?? 'sha256');
     const running = this.runningHashes.get(id);
-    if (algorithm === 'sha256' && running && running.size === size) return running.hash.copy().digest('hex');
+    if (own && running && running.size === size) return running.hash.copy().digest('hex');
     const hash = createDigestHash(algorithm);
     const stream = await this.shared.adapter.readUpload(id);
     let remaining = size;
@@ -313,7 +305,7 @@ export class UploadStore {
       stream.destroy();
     }
     if (remaining > 0) throw new RegistryError('BLOB_UPLOAD_INVALID', 'the upload changed while it was being verified');
-    if (algorithm === 'sha256') this.runningHashes.set(id, { hash: hash.copy(), size });
+    if (own) this.runningHashes.set(id, { hash: hash.copy(), size });
     return hash.digest('hex');
   }
 }

@@ -4,7 +4,7 @@ import { decodeProtectedHeader, errors, jwtVerify, type JWTPayload } from 'jose'
 import type { Authorize } from '../access';
 import { moduleLogger } from '../log';
 import { KeyRing, type TokenKeys } from './keys';
-import { grants, requiredScopes, type ResourceActions } from './scopes';
+import { formatScopes, grants, requiredScopes, type ResourceActions } from './scopes';
 
 const log = moduleLogger('auth');
 
@@ -98,7 +98,7 @@ export function tokenAuthorize(options: TokenAuthorizeOptions): Authorize {
     if (access.catalog && access.repository && grants(granted, 'registry', 'catalog', '*')) return true;
     const needed = requiredScopes(access);
     const allowed = needed.every(({ type, name, actions }) => actions.every((action) => grants(granted, type, name, action)));
-    if (!allowed) log({ repository: access.repository || undefined })('token of %s lacks %o', claims.sub, needed);
+    if (!allowed) log({ repository: access.repository || undefined })('token of %s lacks %s', claims.sub ?? 'an anonymous caller', formatScopes(needed));
     return allowed ? true : 'insufficient_scope';
   };
 }

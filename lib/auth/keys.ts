@@ -46,22 +46,25 @@ export class KeyRing {
 
   /** The key that verifies a token with this header, or an Error saying why there is none. */
   resolve(header: { kid?: string; x5c?: string[] }, now: Date): KeyObject | Error {
-    if (header.x5c?.length) return this.verifyChain(header.x5c, now);
+    if (header.x5c?.length) return this.x5cKey(header.x5c, now);
     if (header.kid !== undefined) return this.named.find(({ ids }) => ids.has(header.kid!))?.key ?? new Error(`no trusted key has id ${header.kid}`);
     return this.named.length === 1 ? this.named[0].key : new Error('the token names no key (kid or x5c) and several are trusted');
   }
 
   /**
-   * The leaf's key when `x5c` (leaf first, each certificate issued by the next) is in force at
-   * `now` and ends at a root certificate or at a certificate a root issued.
+   * The leaf's key when it is one of the trusted keys (the chain then adds nothing), or when `x5c`
+   * (leaf first, each certificate issued by the next) is in force at `now` and ends at a root
+   * certificate or at a certificate a root issued.
    */
-  private verifyChain(x5c: string[], now: Date): KeyObject | Error {
+  private x5cKey(x5c: string[], now: Date): KeyObject | Error {
     let chain: X509Certificate[];
     try {
       chain = x5c.map((der) => new X509Certificate(Buffer.from(der, 'base64')));
     } catch {
       return new Error('the x5c chain holds a malformed certificate');
     }
+    const trustedKey = this.named.find(({ key }) => key.equals(chain[0].publicKey));
+    if (trustedKey) return trustedKey.key;
     if (chain.some((cert) => now < new Date(cert.validFrom) || now > new Date(cert.validTo))) return new Error('a certificate of the x5c chain is not in force');
     for (let index = 0; index + 1 < chain.length; index++) {
       if (!issued(chain[index], chain[index + 1])) return new Error(`certificate ${index} of the x5c chain is not issued by the next one`);

@@ -1,6 +1,6 @@
 /** `tokenAuthorize`: the registry's `authorize` for Docker registry tokens (JWTs of the distribution token spec). */
 import type { IncomingMessage } from 'node:http';
-import { decodeProtectedHeader, errors, jwtVerify, type JWTPayload } from 'jose';
+import { decodeProtectedHeader, errors, jwtVerify } from 'jose';
 import type { Authorize } from '../access';
 import { moduleLogger } from '../log';
 import { KeyRing, type TokenKeys } from './keys';
@@ -27,9 +27,17 @@ export interface TokenAuthorizeOptions {
   now?: () => number;
 }
 
-/** The verified claims of a registry token. */
-export interface RegistryTokenClaims extends JWTPayload {
+/** The verified claims of a registry token (declared here so that the package's types need none of jose's). */
+export interface RegistryTokenClaims {
+  iss?: string;
+  sub?: string;
+  aud?: string | string[];
+  exp?: number;
+  nbf?: number;
+  iat?: number;
+  jti?: string;
   access?: ResourceActions[];
+  [claim: string]: unknown;
 }
 
 /**

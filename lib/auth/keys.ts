@@ -1,6 +1,6 @@
 /** The keys tokens are verified with: JWKS, PEM public keys and root certificates, key ids, and x5c chains. */
 import { createHash, createPublicKey, X509Certificate, type JsonWebKey, type KeyObject } from 'node:crypto';
-import { calculateJwkThumbprint, type JWK } from 'jose';
+import { calculateJwkThumbprint } from 'jose';
 
 /**
  * Where {@link tokenAuthorize} finds the key a token was signed with. A token's `x5c` chain must
@@ -10,7 +10,7 @@ import { calculateJwkThumbprint, type JWK } from 'jose';
  */
 export interface TokenKeys {
   /** A JSON Web Key Set, `{ keys: [...] }`, as a token service publishes it. */
-  jwks?: { keys: JWK[] };
+  jwks?: { keys: JsonWebKey[] };
   /** Public keys, PEM (SPKI) or key objects. */
   publicKeys?: (string | KeyObject)[];
   /** Trusted root certificates, PEM (one string may hold a bundle, as the reference registry's `rootcertbundle`). */
@@ -34,8 +34,8 @@ export class KeyRing {
     const roots = [keys.rootCertificates ?? []].flat().flatMap(splitPem).map((pem) => new X509Certificate(pem));
     const named: NamedKey[] = [];
     for (const jwk of keys.jwks?.keys ?? []) {
-      const key = createPublicKey({ key: jwk as JsonWebKey, format: 'jwk' });
-      named.push({ key, ids: new Set([...(await keyIds(key)), ...(jwk.kid ? [jwk.kid] : [])]) });
+      const key = createPublicKey({ key: jwk, format: 'jwk' });
+      named.push({ key, ids: new Set([...(await keyIds(key)), ...(typeof jwk.kid === 'string' ? [jwk.kid] : [])]) });
     }
     for (const key of [...(keys.publicKeys ?? []).map(publicKeyOf), ...roots.map((root) => root.publicKey)]) {
       named.push({ key, ids: new Set(await keyIds(key)) });
@@ -78,7 +78,7 @@ export class KeyRing {
 /** The ids token services name `key` by: its RFC 7638 thumbprint and its libtrust fingerprint. */
 export async function keyIds(key: KeyObject): Promise<string[]> {
   const publicKey = publicKeyOf(key);
-  return [await calculateJwkThumbprint(publicKey.export({ format: 'jwk' }) as JWK), libtrustKeyId(publicKey)];
+  return [await calculateJwkThumbprint(publicKey.export({ format: 'jwk' })), libtrustKeyId(publicKey)];
 }
 
 /**

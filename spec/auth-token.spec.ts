@@ -11,6 +11,7 @@ import { SignJWT, decodeJwt, decodeProtectedHeader, type JWK } from 'jose';
 import supertest from 'supertest';
 import type { AccessRequest, AuthorizationResult } from '../lib';
 import { createTokenService, grants, keyIds, libtrustKeyId, tokenAuthorize, type ResourceActions, type TokenAuthorizeOptions } from '../lib/auth';
+import { describeWithPrograms } from './support/binaries';
 import { makeCertificateChain, type CertificateChain } from './support/certificates';
 import { useTempDir } from './support/temp-dir';
 
@@ -112,7 +113,7 @@ describe('tokenAuthorize', () => {
     expect(await ask({ keys }, lister, { repository: 'any/name', actions: ['pull'] })).toBe('insufficient_scope');
   });
 
-  describe('with root certificates', () => {
+  describeWithPrograms(['openssl'], 'with root certificates', () => {
     const dir = useTempDir('oci-certs-');
     let chain: CertificateChain;
     let stranger: CertificateChain;
@@ -259,7 +260,7 @@ describe('createTokenService', () => {
     expect((await form({ grant_type: 'refresh_token', refresh_token: login.body.refresh_token }).expect(400)).body.error).toBe('invalid_grant');
   });
 
-  describe('with a certificate', () => {
+  describeWithPrograms(['openssl'], 'with a certificate', () => {
     const dir = useTempDir('oci-certs-');
     it('tokens carry the chain as x5c and pass a registry that trusts its CA; a certificate of another key is refused', async () => {
       const chain = await makeCertificateChain(dir(), 'issuer');

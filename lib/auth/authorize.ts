@@ -4,7 +4,7 @@ import { decodeProtectedHeader, errors, jwtVerify } from 'jose';
 import type { Authorize } from '../access';
 import { moduleLogger } from '../log';
 import { KeyRing, type TokenKeys } from './keys';
-import { formatScopes, grants, requiredScopes, type ResourceActions } from './scopes';
+import { ANY_ACTION, formatScopes, grants, requiredScopes, type ResourceActions } from './scopes';
 
 const log = moduleLogger('auth');
 
@@ -103,7 +103,7 @@ export function tokenAuthorize(options: TokenAuthorizeOptions): Authorize {
     if (!claims) return 'invalid_token';
     const granted = claims.access ?? [];
     // The catalog scope lets the catalog list every name, as the reference registry lists them all.
-    if (access.catalog && access.repository && grants(granted, 'registry', 'catalog', '*')) return true;
+    if (access.catalog && access.repository && grants(granted, 'registry', 'catalog', ANY_ACTION)) return true;
     const needed = requiredScopes(access);
     const allowed = needed.every(({ type, name, actions }) => actions.every((action) => grants(granted, type, name, action)));
     if (!allowed) log({ repository: access.repository || undefined })('token of %s lacks %s', claims.sub ?? 'an anonymous caller', formatScopes(needed));

@@ -77,7 +77,7 @@ export function createTokenService(options: TokenServiceOptions): Router {
   const refreshExpiresIn = options.refreshExpiresIn ?? 30 * 24 * 60 * 60;
   const now = () => Math.floor((options.now ?? Date.now)() / 1000);
 
-  async function issue(subject: string | undefined, scopes: string[], offline: boolean) {
+  async function issue(subject: string | undefined, scopes: string[], offline: boolean, via: string) {
     const requested = parseScopes(scopes);
     const access = narrow(requested, requested.length ? await options.grant(subject, requested) : []);
     const { key, alg, kid, x5c } = await signer;
@@ -90,7 +90,7 @@ export function createTokenService(options: TokenServiceOptions): Router {
     const token = await sign({ access }, expiresIn, options.service);
     // A refresh token names the token service as its audience, so no registry takes it for access.
     const refreshToken = offline && subject !== undefined ? await sign({ token_use: 'refresh', service: options.service }, refreshExpiresIn, options.issuer) : undefined;
-    log({ subject })('issued a token for %s', formatScopes(access) || 'no scope');
+    log({ subject })('issued a token by %s for %s%s', via, formatScopes(access) || 'no scope', refreshToken ? ', and a refresh token' : '');
     return { token, access, issuedAt, refreshToken };
   }
 
@@ -132,7 +132,7 @@ export function createTokenService(options: TokenServiceOptions): Router {
       checkService(req.query.service);
       const account = typeof req.query.account === 'string' ? req.query.account : undefined;
       const subject = await subjectOf(req, account);
-      const issued = await issue(subject, queryValues(req.query.scope), req.query.offline_token === 'true');
+      const issued = await issue(subject, queryValues(req.query.scope), req.query.offline_token === 'true', subject === undefined ? 'GET, anonymously' : 'GET');
       return { token: issued.token, access_token: issued.token, expires_in: expiresIn, issued_at: new Date(issued.issuedAt * 1000).toISOString(), ...(issued.refreshToken && { refresh_token: issued.refreshToken }) };
     }),
   );
@@ -154,7 +154,7 @@ export function createTokenService(options: TokenServiceOptions): Router {
       } else {
         throw new TokenRequestError(400, 'unsupported_grant_type', 'grant_type is password or refresh_token');
       }
-      const issued = await issue(subject, queryValues(form.scope), offline);
+      const issued = await issue(subject, queryValues(form.scope), offline, `the ${form.grant_type} grant`);
       return {
         access_token: issued.token,
         token: issued.token,

@@ -14,6 +14,7 @@ import { readFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { resolve } from 'node:path';
 import { basicChallenge, createRegistryRouter, FileSystemStorage, type AccessRequest, type Authorize } from '../lib';
+import { basicCredentials } from '../lib/auth';
 
 const KEY_LENGTH = 32;
 
@@ -35,16 +36,18 @@ export function parseUsers(text: string): Map<string, { salt: string; hash: Buff
   return users;
 }
 
+/** Whether `password` is `name`'s in `users`. */
+export function checkPassword(users: Map<string, { salt: string; hash: Buffer }>, name: string, password: string): boolean {
+  const user = users.get(name);
+  if (!user) return false;
+  const actual = scryptSync(password, user.salt, KEY_LENGTH);
+  return actual.length === user.hash.length && timingSafeEqual(actual, user.hash);
+}
+
 /** The user name a Basic `Authorization` header proves, or undefined. */
 export function basicUser(req: IncomingMessage, users: Map<string, { salt: string; hash: Buffer }>): string | undefined {
-  const match = /^Basic ([A-Za-z0-9+/=]+)$/.exec(req.headers.authorization ?? '');
-  if (!match) return undefined;
-  const decoded = Buffer.from(match[1], 'base64').toString('utf8');
-  const colon = decoded.indexOf(':');
-  const user = users.get(decoded.slice(0, colon));
-  if (colon < 0 || !user) return undefined;
-  const actual = scryptSync(decoded.slice(colon + 1), user.salt, KEY_LENGTH);
-  return actual.length === user.hash.length && timingSafeEqual(actual, user.hash) ? decoded.slice(0, colon) : undefined;
+  const credentials = basicCredentials(req);
+  return credentials && checkPassword(users, credentials.user, credentials.password) ? credentials.user : undefined;
 }
 
 /** Whether `user` may do what `access` asks: pull anything, push and delete under `<user>/`. */

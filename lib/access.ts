@@ -12,23 +12,35 @@ export type Action = 'pull' | 'push' | 'delete';
 export interface AccessRequest {
   repository: string;
   actions: Action[];
+  /**
+   * Set on the catalog's questions: with `repository: ''`, may this caller list the catalog; with
+   * a repository, may the catalog list that name. The token protocol answers both with its
+   * `registry:catalog:*` scope; an `authorize` that ignores the flag lists what the caller may pull.
+   */
+  catalog?: true;
 }
 
 /**
  * The answer of {@link Authorize}: `true` allows; `'unauthenticated'` answers 401 `UNAUTHORIZED`
  * with the challenge; `'forbidden'` answers 403 `DENIED`; `false` is 401 when the request carries
- * no `Authorization` header and 403 when it does.
+ * no `Authorization` header and 403 when it does. The token protocol's refusals are 401s too, with
+ * the challenge carrying an RFC 6750 error as the reference registry sends it: `'invalid_token'`
+ * (bad signature, expired, another audience) and `'insufficient_scope'` (a valid token that does
+ * not grant the action; clients report it as "denied").
  */
-export type AuthorizationResult = boolean | 'unauthenticated' | 'forbidden';
+export type AuthorizationResult = boolean | 'unauthenticated' | 'forbidden' | BearerError;
+
+/** The RFC 6750 `error` of a Bearer challenge. */
+export type BearerError = 'invalid_token' | 'insufficient_scope';
 
 /** Decides whether a request may do what it asks; called before any storage is touched. */
 export type Authorize = (req: IncomingMessage, access: AccessRequest) => AuthorizationResult | Promise<AuthorizationResult>;
 
 /**
  * The `WWW-Authenticate` value sent with a 401: a fixed string, or built from what the request
- * asked for (as the Bearer token-service challenge needs for its `scope`).
+ * asked for (as the Bearer token-service challenge needs for its `scope`) and why it was refused.
  */
-export type Challenge = string | ((req: IncomingMessage, access: AccessRequest[]) => string);
+export type Challenge = string | ((req: IncomingMessage, access: AccessRequest[], error?: BearerError) => string);
 
 /** A Basic challenge: browsers and `docker login` prompt for a user name and password. */
 export function basicChallenge(realm: string): string {
@@ -40,16 +52,20 @@ export function basicChallenge(realm: string): string {
  * asks `realm` for a token for `service` and `scope`, then retries with `Authorization: Bearer`.
  */
 export function bearerChallenge(options: { realm: string; service: string }): Challenge {
-  return (_req, access) => {
+  return (_req, access, error) => {
     const scopes = access
-      .map(({ repository, actions }) => (repository ? `repository:${repository}:${actions.join(',')}` : ''))
+      .map(({ repository, actions, catalog }) => (catalog ? CATALOG_SCOPE : repository ? `repository:${repository}:${actions.join(',')}` : ''))
       .filter(Boolean)
       .join(' ');
     const parts = [`realm=${quote(options.realm)}`, `service=${quote(options.service)}`];
     if (scopes) parts.push(`scope=${quote(scopes)}`);
+    if (error) parts.push(`error=${quote(error)}`);
     return `Bearer ${parts.join(',')}`;
   };
 }
+
+/** The token-protocol scope that lets a caller list the catalog. */
+export const CATALOG_SCOPE = 'registry:catalog:*';
 
 /** The default challenge when the host gives none. */
 export const DEFAULT_CHALLENGE = basicChallenge('registry');
@@ -62,11 +78,13 @@ export async function enforceAccess(req: IncomingMessage, requests: AccessReques
   for (const access of requests) {
     const result = await authorize(req, access);
     if (result === true) continue;
-    const what = access.repository ? `${access.actions.join(',') || 'access'} on ${access.repository}` : 'access to the registry';
-    const authenticated = result === 'forbidden' || (result !== 'unauthenticated' && req.headers.authorization !== undefined);
+    const what = access.repository ? `${access.actions.join(',') || 'access'} on ${access.repository}` : access.catalog ? 'listing the catalog' : 'access to the registry';
+    const bearerError = result === 'invalid_token' || result === 'insufficient_scope' ? result : undefined;
+    const authenticated = result === 'forbidden' || (result === false && req.headers.authorization !== undefined);
     if (authenticated) throw new RegistryError('DENIED', `${what} is denied`);
-    const header = typeof challenge === 'string' ? challenge : challenge(req, requests);
-    throw new RegistryError('UNAUTHORIZED', `authentication is required for ${what}`, { headers: { 'WWW-Authenticate': header } });
+    const header = typeof challenge === 'string' ? challenge : challenge(req, requests, bearerError);
+    const detail = bearerError === 'insufficient_scope' ? `the token does not grant ${what}` : bearerError ? 'the token is not valid here' : `authentication is required for ${what}`;
+    throw new RegistryError('UNAUTHORIZED', detail, { headers: { 'WWW-Authenticate': header } });
   }
 }
 

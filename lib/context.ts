@@ -39,8 +39,8 @@ export interface RequestContext {
   /** Route parameters after the repository name (upload id, digest, reference), percent-decoded where safe. */
   params: Record<string, string>;
   query: URLSearchParams;
-  /** Whether the caller may pull from `repository` (always true without an `authorize` option). */
-  mayPull: (repository: string) => Promise<boolean>;
+  /** Whether the catalog may list `repository` to the caller (always true without an `authorize` option). */
+  mayList: (repository: string) => Promise<boolean>;
 }
 
 /** Builds a resource's method table for one request. */

@@ -106,6 +106,8 @@ interface Route {
   dispatcher: ResourceDispatcher;
   /** The actions each method needs on the route's repository; a method absent here is not served. */
   access: Partial<Record<HttpMethod, Action[]>>;
+  /** Marks the route's question as the catalog's (see {@link AccessRequest.catalog}). */
+  catalog?: true;
   /** Further access a request needs beyond its own repository (a mount's source). */
   extraAccess?: (query: URLSearchParams) => AccessRequest[];
 }
@@ -117,8 +119,8 @@ const PUSH: Action[] = ['pull', 'push'];
 const DELETE: Action[] = ['delete'];
 export const ROUTES: Route[] = [
   { pattern: /^\/v2\/?$/, params: [], module: 'base', dispatcher: baseDispatcher, access: { GET: [], HEAD: [] } },
-  // Before the repository routes: `_catalog` is not a repository name. It lists only what the caller may pull.
-  { pattern: /^\/v2\/_catalog$/, params: [], module: 'catalog', dispatcher: catalogDispatcher, access: { GET: [] } },
+  // Before the repository routes: `_catalog` is not a repository name. It lists only what the caller may see.
+  { pattern: /^\/v2\/_catalog$/, params: [], module: 'catalog', dispatcher: catalogDispatcher, access: { GET: [] }, catalog: true },
   {
     pattern: /^\/v2\/(.+)\/blobs\/uploads\/?$/,
     params: ['name'],
@@ -248,8 +250,8 @@ async function dispatch(req: RegistryRequest, res: ServerResponse, { store, opti
     const repository = route.params[0] === 'name' ? validateName(values[0]) : '';
     const query = new URL(req.url ?? '/', 'http://registry.invalid').searchParams;
     const log = loggers.get(route.module)!({ repository: repository || undefined, upload: params.uploadId });
-    const mayPull = async (name: string) => !access || (await access.authorize(req, { repository: name, actions: PULL })) === true;
-    const context = { req, res, store, options, baseUrl: req.baseUrl, repository, params, query, mayPull };
+    const mayList = async (name: string) => !access || (await access.authorize(req, { repository: name, actions: PULL, catalog: true })) === true;
+    const context = { req, res, store, options, baseUrl: req.baseUrl, repository, params, query, mayList };
     const table: MethodTable = route.dispatcher(context, log);
     const method = req.method as HttpMethod;
     const handler = table[method];
@@ -259,7 +261,7 @@ async function dispatch(req: RegistryRequest, res: ServerResponse, { store, opti
       throw new RegistryError('UNSUPPORTED', `${req.method} is not supported here; allowed: ${allow}`, { headers: { Allow: allow } });
     }
     if (access) {
-      const requests = [{ repository, actions }, ...(route.extraAccess?.(query) ?? [])];
+      const requests: AccessRequest[] = [{ repository, actions, ...(route.catalog && { catalog: true }) }, ...(route.extraAccess?.(query) ?? [])];
       await enforceAccess(req, requests, access.authorize, access.challenge);
     }
     log('%s %s', req.method, req.path);

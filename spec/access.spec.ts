@@ -14,7 +14,7 @@ const DIGEST = sha256('x');
  * Every endpoint × method → the actions it must ask for on the path's repository; a method
  * missing from a row must be answered 405 without asking. One sample path per route.
  */
-const ACCESS_TABLE: { path: string; repository: string; actions: Partial<Record<HttpMethod, Action[]>> }[] = [
+const ACCESS_TABLE: { path: string; repository: string; catalog?: true; actions: Partial<Record<HttpMethod, Action[]>> }[] = [
   { path: '/v2/', repository: '', actions: { GET: [], HEAD: [] } },
   { path: '/v2/team/app/blobs/uploads/', repository: 'team/app', actions: { POST: ['pull', 'push'] } },
   {
@@ -26,7 +26,7 @@ const ACCESS_TABLE: { path: string; repository: string; actions: Partial<Record<
   { path: '/v2/team/app/manifests/latest', repository: 'team/app', actions: { GET: ['pull'], HEAD: ['pull'], PUT: ['pull', 'push'], DELETE: ['delete'] } },
   { path: '/v2/team/app/tags/list', repository: 'team/app', actions: { GET: ['pull'] } },
   { path: `/v2/team/app/referrers/${DIGEST}`, repository: 'team/app', actions: { GET: ['pull'] } },
-  { path: '/v2/_catalog', repository: '', actions: { GET: [] } },
+  { path: '/v2/_catalog', repository: '', catalog: true, actions: { GET: [] } },
 ];
 
 function recordingAuthorize(result: AuthorizationResult) {
@@ -59,7 +59,7 @@ describe('access control', () => {
         expect(res.status).toBe(401);
         if (method !== 'HEAD') expect(res.body.errors[0].code).toBe('UNAUTHORIZED');
         expect(res.headers['www-authenticate']).toBe('Basic realm="registry"');
-        expect(asked).toEqual([{ repository: row.repository, actions: expected }]);
+        expect(asked).toEqual([{ repository: row.repository, actions: expected, ...(row.catalog && { catalog: true }) }]);
       }
       expect(calls).toEqual([]);
     },
@@ -147,8 +147,8 @@ describe('access control', () => {
     const agent = supertest(makeApp(storage, { authorize: (req, access) => (access.repository.startsWith('secret/') ? false : authorize(req, access)) }));
     const all = await agent.get('/v2/_catalog').expect(200);
     expect(all.body.repositories).toEqual(['alpha', 'beta', 'gamma']);
-    expect(asked[0]).toEqual({ repository: '', actions: [] });
-    expect(asked.slice(1).every((access) => access.actions.join() === 'pull')).toBe(true);
+    expect(asked[0]).toEqual({ repository: '', actions: [], catalog: true });
+    expect(asked.slice(1).every((access) => access.actions.join() === 'pull' && access.catalog)).toBe(true);
     const first = await agent.get('/v2/_catalog?n=2').expect(200);
     expect(first.body.repositories).toEqual(['alpha', 'beta']);
     expect(first.headers.link).toBe('</v2/_catalog?n=2&last=beta>; rel="next"');

@@ -2,10 +2,10 @@ import { sendJson, type ResourceDispatcher } from '../context';
 import { finishPage, pageListOptions, parsePageRequest } from '../paging';
 
 /**
- * `/v2/_catalog`: every repository that holds something and that the caller may pull, in
+ * `/v2/_catalog`: every repository that holds something and that the caller may see, in
  * lexical order, paged by `n` and `last`.
  */
-export const catalogDispatcher: ResourceDispatcher = ({ store, query, res, baseUrl, mayPull }, log) => ({
+export const catalogDispatcher: ResourceDispatcher = ({ store, query, res, baseUrl, mayList }, log) => ({
   GET: async () => {
     const page = parsePageRequest(query);
     const { after, limit } = pageListOptions(page);
@@ -13,7 +13,7 @@ export const catalogDispatcher: ResourceDispatcher = ({ store, query, res, baseU
     const visible: string[] = [];
     for (const name of await store.blobs.listRepositories({ after })) {
       if (limit !== undefined && visible.length >= limit) break;
-      if (await mayPull(name)) visible.push(name);
+      if (await mayList(name)) visible.push(name);
     }
     const { names, headers } = finishPage(visible, page, `${baseUrl}/v2/_catalog`);
     log('listed %d repositories', names.length);

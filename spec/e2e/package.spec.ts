@@ -29,6 +29,7 @@ const server = app.listen(0, '127.0.0.1', async () => {
     identical: body.equals(data),
     // ESM sees the CommonJS marker __esModule as a named export; it is not part of the API.
     exports: Object.keys(registry).filter((name) => name !== 'default' && name !== '__esModule').sort(),
+    authExports: Object.keys(auth).filter((name) => name !== 'default' && name !== '__esModule').sort(),
     expressMajor: require_('express/package.json').version.split('.')[0],
   }));
   server.close();
@@ -39,12 +40,14 @@ const commonJsConsumer = consumer(`
 const require_ = require;
 const express = require('express');
 const registry = require('express-oci-registry');
+const auth = require('express-oci-registry/auth');
 `);
 
 const esmConsumer = consumer(`
 import { createRequire } from 'node:module';
 import express from 'express';
 import * as registry from 'express-oci-registry';
+import * as auth from 'express-oci-registry/auth';
 const require_ = createRequire(import.meta.url);
 `);
 
@@ -53,6 +56,7 @@ interface ConsumerReport {
   pullStatus: number;
   identical: boolean;
   exports: string[];
+  authExports: string[];
   expressMajor: string;
 }
 
@@ -104,8 +108,10 @@ describe('the package as users install it', () => {
       for (const report of [required, imported]) {
         expect(report).toMatchObject({ pushStatus: 201, pullStatus: 200, identical: true, expressMajor: major });
         expect(report.exports).toContain('createRegistryRouter');
+        expect(report.authExports).toEqual(expect.arrayContaining(['createTokenService', 'tokenAuthorize']));
       }
       expect(imported.exports).toEqual(required.exports);
+      expect(imported.authExports).toEqual(required.authExports);
     }, 120_000);
   }
 
@@ -114,11 +120,16 @@ describe('the package as users install it', () => {
     mkdirSync(app);
     writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'consumer-typescript', private: true }));
     await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', tarball, 'express@5', '@types/express@5', '@types/node@20'], { cwd: app });
-    writeFileSync(join(app, 'consumer.mts'), typedConsumer("import express from 'express';\nimport { createRegistryRouter, MemoryStorage, multerStorage, type BlobCommittedEvent } from 'express-oci-registry';"));
+    writeFileSync(
+      join(app, 'consumer.mts'),
+      typedConsumer(
+        "import express from 'express';\nimport { createRegistryRouter, MemoryStorage, multerStorage, type BlobCommittedEvent } from 'express-oci-registry';\nimport { tokenAuthorize } from 'express-oci-registry/auth';",
+      ),
+    );
     writeFileSync(
       join(app, 'consumer.cts'),
       typedConsumer(
-        "import express = require('express');\nimport oci = require('express-oci-registry');\nconst { createRegistryRouter, MemoryStorage, multerStorage } = oci;\ntype BlobCommittedEvent = oci.BlobCommittedEvent;",
+        "import express = require('express');\nimport oci = require('express-oci-registry');\nimport auth = require('express-oci-registry/auth');\nconst { createRegistryRouter, MemoryStorage, multerStorage } = oci;\nconst { tokenAuthorize } = auth;\ntype BlobCommittedEvent = oci.BlobCommittedEvent;",
       ),
     );
     const tsc = join(projectRoot, 'node_modules', 'typescript', 'bin', 'tsc');
@@ -137,5 +148,8 @@ registry.events.on('blobCommitted', (event: BlobCommittedEvent) => console.log(e
 registry.events.on('blobCommitted', (event: { notAField: number }) => event);
 express().use(registry);
 multerStorage(registry, { repository: 'a/b' });
+createRegistryRouter({ storage: new MemoryStorage(), authorize: tokenAuthorize({ service: 's', issuer: 'i', keys: { publicKeys: ['PEM'] } }) });
+// @ts-expect-error: tokenAuthorize needs its keys
+tokenAuthorize({ service: 's', issuer: 'i' });
 `;
 }

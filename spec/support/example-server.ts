@@ -36,15 +36,28 @@ export async function buildExampleServer(): Promise<string> {
   return outDir;
 }
 
+/** What {@link startExampleServer} may change: another example script, more environment. */
+export interface ExampleServerOptions {
+  /** The script under `buildDir`. Default `examples/server.js`. */
+  script?: string;
+  env?: Record<string, string>;
+}
+
 /**
- * Starts `examples/server.js` from `buildDir` on a free port (PORT=0) with its data in `dataDir`
- * and every `debug` namespace of the registry on.
+ * Starts an example (`examples/server.js` unless `options.script` says otherwise) from `buildDir`
+ * on a free port (PORT=0) with its data in `dataDir` and every `debug` namespace of the registry on.
  */
-export function startExampleServer(buildDir: string, dataDir: string): Promise<ExampleServer> {
-  const child = spawn(process.execPath, [join(buildDir, 'examples', 'server.js')], {
-    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, DEBUG: 'express-oci-registry:*', DEBUG_COLORS: 'no' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+export function startExampleServer(buildDir: string, dataDir: string, options: ExampleServerOptions = {}): Promise<ExampleServer> {
+  const env = { PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, DEBUG: 'express-oci-registry:*', DEBUG_COLORS: 'no', ...options.env };
+  return startServerProcess(process.execPath, [join(buildDir, options.script ?? join('examples', 'server.js'))], env, /listening on (http:\/\/[^\s]+)/);
+}
+
+/**
+ * Spawns a server process with `env` added to this one's and resolves once a line of its output
+ * matches `listening` (whose first group, prefixed with `http://` when it has no scheme, is its URL).
+ */
+export function startServerProcess(command: string, args: string[], env: Record<string, string>, listening: RegExp): Promise<ExampleServer> {
+  const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: string[] = [];
   const keep = (chunk: Buffer) => {
     lines.push(...chunk.toString('utf8').trimEnd().split('\n'));
@@ -60,13 +73,15 @@ export function startExampleServer(buildDir: string, dataDir: string): Promise<E
   };
   return new Promise((resolveStart, rejectStart) => {
     const onOutput = (chunk: Buffer) => {
-      const match = /listening on (http:\/\/[^\s]+)/.exec(chunk.toString('utf8'));
+      const match = listening.exec(chunk.toString('utf8'));
       if (!match) return;
       child.stdout.off('data', onOutput);
-      resolveStart({ url: match[1], logTail, stop });
+      child.stderr.off('data', onOutput);
+      resolveStart({ url: match[1].includes('://') ? match[1] : `http://${match[1]}`, logTail, stop });
     };
     child.stdout.on('data', onOutput);
-    child.once('exit', (code, signal) => rejectStart(new Error(`the example server exited (${code ?? signal}) before listening:\n${logTail()}`)));
+    child.stderr.on('data', onOutput);
+    child.once('exit', (code, signal) => rejectStart(new Error(`${command} exited (${code ?? signal}) before listening:\n${logTail()}`)));
     child.once('error', rejectStart);
   });
 }

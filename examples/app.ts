@@ -1,12 +1,14 @@
 /**
  * The example registry as an Express app: the registry router under `/v2`, a browse-and-upload
- * page at `/`, and `POST /api/artifacts`, which turns a form's files into an OCI artifact through
- * the multer bridge. `server.ts` runs it; tests build it over their own storage.
+ * page at `/`, `POST /api/artifacts`, which turns a form's files into an OCI artifact through
+ * the multer bridge, and the operator's endpoints `/metrics`, `/healthz` and `/readyz`.
+ * `server.ts` runs it; tests build it over their own storage.
  */
 import express, { type NextFunction, type Request, type Response } from 'express';
 import multer from 'multer';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { Registry } from 'prom-client';
 import {
   createRegistryRouter,
   multerStorage,
@@ -19,6 +21,7 @@ import {
   type RegistryRouter,
   validateTag,
 } from '../lib';
+import { registryMetrics, type RegistryMetrics } from '../lib/metrics';
 
 /** The empty config of an artifact manifest, as `oras push` writes it. */
 const EMPTY_CONFIG = { mediaType: 'application/vnd.oci.empty.v1+json', bytes: Buffer.from('{}') };
@@ -45,11 +48,12 @@ function publicDirectory(): string {
   return existsSync(beside) ? beside : join(__dirname, '..', '..', 'examples', 'public');
 }
 
-/** Builds the example app and its registry router. */
-export function createExampleApp(options: ExampleAppOptions): { app: express.Express; registry: RegistryRouter } {
+/** Builds the example app, its registry router and the router's metrics (in a prom-client registry of their own). */
+export function createExampleApp(options: ExampleAppOptions): { app: express.Express; registry: RegistryRouter; metrics: RegistryMetrics } {
   const { logEvent, ...registryOptions } = options;
   const registry = createRegistryRouter(registryOptions);
   if (logEvent) logEvents(registry, logEvent);
+  const metrics = registryMetrics(registry, { registry: new Registry() });
 
   const upload = multer({
     storage: multerStorage(registry, {
@@ -66,7 +70,18 @@ export function createExampleApp(options: ExampleAppOptions): { app: express.Exp
   const app = express();
   app.disable('x-powered-by');
   app.use(registry);
-  app.post('/api/artifacts', upload.array('files'), (req: Request, res: Response, next: NextFunction) => {
+  app.get('/metrics', metrics.handler);
+  // Liveness: the process answers. Readiness: its storage answers too.
+  app.get('/healthz', (_req: Request, res: Response) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/readyz', (_req: Request, res: Response) => {
+    registry.health().then(
+      () => res.json({ status: 'ready', readOnly: registry.isReadOnly() }),
+      (error: unknown) => res.status(503).json({ status: 'unavailable', reason: (error as Error).message }),
+    );
+  });
+  app.post('/api/artifacts', refuseWhenReadOnly(registry), upload.array('files'), (req: Request, res: Response, next: NextFunction) => {
     pushArtifact(registry, req.body as ArtifactForm, (req.files ?? []) as (Express.Multer.File & RegistryFileInfo)[]).then(
       (pushed) => res.status(201).json(pushed),
       next,
@@ -74,7 +89,14 @@ export function createExampleApp(options: ExampleAppOptions): { app: express.Exp
   });
   app.use(express.static(publicDirectory()));
   app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => sendError(res, asRegistryError(error)));
-  return { app, registry };
+  return { app, registry, metrics };
+}
+
+/** The form upload writes too, so read-only mode refuses it as the registry's own routes do. */
+function refuseWhenReadOnly(registry: RegistryRouter) {
+  return (_req: Request, _res: Response, next: NextFunction) => {
+    next(registry.isReadOnly() ? new RegistryError('UNSUPPORTED', 'the registry is read-only for now: uploads are refused until writes are enabled again') : undefined);
+  };
 }
 
 /**
@@ -105,9 +127,9 @@ function asRegistryError(error: unknown): unknown {
   return new RegistryError('BLOB_UPLOAD_INVALID', `${error.message}${error.field ? ` (${error.field})` : ''}`);
 }
 
-/** Writes every registry event as `event <name> key=value …`. */
+/** Writes every registry event but `requestStarted` (its `requestCompleted` line follows) as `event <name> key=value …`. */
 function logEvents(registry: RegistryRouter, write: (line: string) => void): void {
-  for (const name of REGISTRY_EVENT_NAMES) {
+  for (const name of REGISTRY_EVENT_NAMES.filter((event) => event !== 'requestStarted')) {
     registry.events.on(name, ((payload: Record<string, unknown>) => {
       const fields = Object.entries(payload)
         .filter(([, value]) => value !== undefined)

@@ -5,6 +5,10 @@
  *   npm start                     # 127.0.0.1:5000, data in ./registry-data
  *   PORT=5001 HOST=0.0.0.0 DATA_DIR=/var/lib/registry npm start
  *   ALLOW_SPARSE_MANIFESTS=1 npm start   # accept manifests whose blobs are not all pushed
+ *   READ_ONLY=1 npm start                # start read-only; SIGUSR2 switches the mode either way
+ *   NOTIFY_URLS=http://127.0.0.1:9000/events npm start   # webhooks, comma-separated
+ *
+ * Metrics are at /metrics, liveness at /healthz, readiness (storage reachable) at /readyz.
  */
 import { resolve } from 'node:path';
 import { FileSystemStorage } from '../lib';
@@ -18,11 +22,23 @@ const port = Number(process.env.PORT ?? 5000);
 const host = process.env.HOST ?? '127.0.0.1';
 const root = resolve(process.env.DATA_DIR ?? 'registry-data');
 
-const { app } = createExampleApp({
+const notifications = (process.env.NOTIFY_URLS ?? '')
+  .split(',')
+  .filter((url) => url !== '')
+  .map((url) => ({ url }));
+
+const { app, registry } = createExampleApp({
   storage: new FileSystemStorage({ root }),
   // A mirror of part of an image (one platform, say) pushes manifests whose other blobs it lacks.
   allowSparseManifests: process.env.ALLOW_SPARSE_MANIFESTS === '1',
   logEvent: (line) => console.log(line),
+  readOnly: process.env.READ_ONLY === '1',
+  notifications,
+});
+
+process.on('SIGUSR2', () => {
+  registry.setReadOnly(!registry.isReadOnly());
+  console.log(`read-only mode ${registry.isReadOnly() ? 'on' : 'off'}`);
 });
 
 const server = app.listen(port, host, () => {
@@ -34,7 +50,7 @@ const server = app.listen(port, host, () => {
 // Exit cleanly on a signal, so exit hooks such as `node --cpu-prof` get to write their output.
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
-    server.close(() => process.exit(0));
+    server.close(() => registry.close().finally(() => process.exit(0)));
     server.closeAllConnections();
   });
 }

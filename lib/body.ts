@@ -4,6 +4,7 @@ import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import { RegistryError, type ErrorCode } from './errors';
 import { Meter, type IdleLimit } from './meter';
+import { countBodyBytes } from './request-log';
 
 /** Whether the request carries a body (a positive Content-Length or a chunked one). */
 export function hasBody(req: IncomingMessage): boolean {
@@ -30,13 +31,17 @@ export function requestBody(req: IncomingMessage, code: ErrorCode): Readable {
     if (!hasBody(req)) return Readable.from([], { objectMode: false });
     const encoding = req.headers['content-encoding'];
     const decoded = encoding !== undefined && encoding.toLowerCase() !== 'identity';
-    if (Buffer.isBuffer(parsed.body) && !decoded) return Readable.from([parsed.body], { objectMode: false });
+    if (Buffer.isBuffer(parsed.body) && !decoded) {
+      countBodyBytes(req, parsed.body.length);
+      return Readable.from([parsed.body], { objectMode: false });
+    }
     throw new RegistryError(code, `${consumer(parsed.body, decoded)} mounted before the registry router, so its exact bytes are gone; mount the registry router before body parsers, or limit them to your own paths (express.raw() may stay: its bytes are used)`);
   }
   // A client that left while the registry was looking things up: its stream will never end.
   if (req.destroyed && !req.readableEnded) {
     throw new RegistryError(code, 'the client closed the connection before its body was read');
   }
+  countBodyBytes(req);
   return req;
 }
 

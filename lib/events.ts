@@ -1,3 +1,4 @@
+// The registry's typed events: every change, request and maintenance run, by name and payload.
 import { EventEmitter } from 'node:events';
 import { moduleLogger } from './log';
 import type { CollectionReport } from './store/collector';
@@ -24,6 +25,8 @@ export interface BlobCommittedEvent extends UploadEvent {
   /** `algorithm:hex`. */
   digest: string;
   size: number;
+  /** Milliseconds spent checking the bytes against the digest (near zero when a running hash covered them). */
+  verifyMs: number;
 }
 
 /** A blob linked into a repository from stored content, without its bytes being sent again. */
@@ -73,6 +76,83 @@ export interface TagDeletedEvent {
   digest: string;
 }
 
+/** The resource a request addressed, a bounded set fit for a metric label; `unknown` for paths no route matches. */
+export type RouteName = 'base' | 'catalog' | 'upload' | 'blob' | 'manifest' | 'tags' | 'referrers' | 'unknown';
+
+/** A request the router has matched to a route and starts serving. */
+export interface RequestStartedEvent {
+  route: RouteName;
+  method: string;
+}
+
+/** One request the router answered (or that ended early), for access logs and metrics. */
+export interface RequestInfo {
+  route: RouteName;
+  method: string;
+  /** The status sent, or the one set when the connection closed first. */
+  status: number;
+  /** The repository named in the path, for routes that have one. */
+  repository?: string;
+  /** Body bytes read from the request. */
+  bytesReceived: number;
+  /** Body bytes handed to the socket (none for HEAD). */
+  bytesSent: number;
+  /** Milliseconds from the router taking the request to the response ending. */
+  ms: number;
+  /** True when the connection closed before the whole response was sent. */
+  aborted: boolean;
+}
+
+/** A storage adapter call that failed unexpectedly (not a missing key or an upload conflict). */
+export interface StorageErrorEvent {
+  /** The adapter method, e.g. `putDocument`. */
+  operation: string;
+  /** A bounded classification: an errno code such as `ENOSPC`, `timeout`, or `other`. */
+  kind: string;
+  error: unknown;
+}
+
+/** One run of the stale-upload purger. */
+export interface PurgeCompletedEvent {
+  /** Sessions removed. */
+  expired: number;
+  ms: number;
+  /** False when the run failed (a storage error); `expired` is then 0 whatever it removed before. */
+  ok: boolean;
+}
+
+/** One attempt to deliver notifications to an endpoint. */
+export interface NotificationSentEvent {
+  /** The endpoint's name (see `NotificationEndpoint.name`). */
+  endpoint: string;
+  /** Events the request carried. */
+  events: number;
+  /** False when the endpoint refused, failed or did not answer in time; the events are retried. */
+  ok: boolean;
+  ms: number;
+}
+
+/** What a pull-through cache fetched or looked up. */
+export type UpstreamObject = 'manifest' | 'blob' | 'tags';
+
+/** A pull-through cache went to its upstream, emitted by the mirror when it lands. */
+export interface UpstreamFetchedEvent {
+  repository: string;
+  what: UpstreamObject;
+  /** Bytes received from the upstream. */
+  bytes: number;
+  ms: number;
+  /** False when the upstream failed or was unreachable. */
+  ok: boolean;
+}
+
+/** A pull-through cache answered a read from what it holds (`hit`) or had to go upstream. */
+export interface MirrorLookupEvent {
+  repository: string;
+  what: UpstreamObject;
+  hit: boolean;
+}
+
 /**
  * Every event the registry emits, by name, with its listener's arguments. Listeners run
  * synchronously after the change is stored; one that throws is logged under
@@ -101,6 +181,20 @@ export interface RegistryEventMap {
   tagDeleted: [TagDeletedEvent];
   /** A garbage collection finished (or, in a dry run, reported what it would remove). */
   garbageCollected: [CollectionReport];
+  /** A request under `/v2` arrived (with `requestCompleted` it gives the requests in flight). */
+  requestStarted: [RequestStartedEvent];
+  /** A request under `/v2` ended: the access log line. */
+  requestCompleted: [RequestInfo];
+  /** A storage adapter call failed unexpectedly. */
+  storageError: [StorageErrorEvent];
+  /** The stale-upload purger finished a run. */
+  purgeCompleted: [PurgeCompletedEvent];
+  /** A notification request to an endpoint ended, acknowledged or not. */
+  notificationSent: [NotificationSentEvent];
+  /** A pull-through cache fetched from its upstream. */
+  upstreamFetched: [UpstreamFetchedEvent];
+  /** A pull-through cache looked up what it holds. */
+  mirrorLookup: [MirrorLookupEvent];
 }
 
 /** The name of a registry event. */
@@ -119,6 +213,13 @@ const EVENT_NAME_SET: Record<RegistryEventName, true> = {
   manifestDeleted: true,
   tagDeleted: true,
   garbageCollected: true,
+  requestStarted: true,
+  requestCompleted: true,
+  storageError: true,
+  purgeCompleted: true,
+  notificationSent: true,
+  upstreamFetched: true,
+  mirrorLookup: true,
 };
 
 /** Every event name, e.g. to forward or log them all. */
@@ -135,6 +236,8 @@ const log = moduleLogger('events')({});
  * ```
  */
 export class RegistryEvents extends EventEmitter<RegistryEventMap> {
+  private readonly recorders = new Set<EventRecorder>();
+
   /** Emits `name` to its listeners; a listener that throws is logged, never passed to the caller. */
   notify<K extends RegistryEventName>(name: K, ...args: RegistryEventMap[K]): void {
     try {
@@ -143,4 +246,29 @@ export class RegistryEvents extends EventEmitter<RegistryEventMap> {
       log('a %s listener threw: %O', name, error);
     }
   }
+
+  /**
+   * Emits a change that must not be lost, and resolves once every recorder (the notification
+   * outbox) has stored it. The store awaits it before the change is acknowledged, so a failing
+   * recorder fails the request and the client's retry records the change again.
+   */
+  async publish<K extends RecordedEventName>(name: K, payload: RegistryEventMap[K][0]): Promise<void> {
+    this.notify(name, ...([payload] as RegistryEventMap[K]));
+    await Promise.all([...this.recorders].map((record) => record(name, payload)));
+  }
+
+  /** Adds a recorder that {@link publish} awaits; returns the function that removes it. */
+  addRecorder(recorder: EventRecorder): () => void {
+    this.recorders.add(recorder);
+    return () => this.recorders.delete(recorder);
+  }
 }
+
+/** The changes {@link RegistryEvents.publish} records: what notifications can carry. */
+export const RECORDED_EVENT_NAMES = Object.freeze(['manifestPushed', 'manifestDeleted', 'tagDeleted', 'blobCommitted', 'blobMounted', 'blobDeleted'] as const);
+
+/** The name of a change {@link RegistryEvents.publish} records. */
+export type RecordedEventName = (typeof RECORDED_EVENT_NAMES)[number];
+
+/** Stores a published change durably; see {@link RegistryEvents.addRecorder}. */
+export type EventRecorder = <K extends RecordedEventName>(name: K, payload: RegistryEventMap[K][0]) => Promise<void>;

@@ -10,6 +10,7 @@ export { OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, MAX_TAG
 export {
   RegistryEvents,
   REGISTRY_EVENT_NAMES,
+  RECORDED_EVENT_NAMES,
   type RegistryEventMap,
   type RegistryEventName,
   type UploadEvent,
@@ -21,7 +22,20 @@ export {
   type ManifestPushedEvent,
   type ManifestDeletedEvent,
   type TagDeletedEvent,
+  type RecordedEventName,
+  type EventRecorder,
+  type RouteName,
+  type RequestStartedEvent,
+  type RequestInfo,
+  type StorageErrorEvent,
+  type PurgeCompletedEvent,
+  type NotificationSentEvent,
+  type UpstreamObject,
+  type UpstreamFetchedEvent,
+  type MirrorLookupEvent,
 } from './events';
+export type { NotificationEndpoint } from './notifications/notifier';
+export type { NotificationFormat } from './notifications/formats';
 export {
   basicChallenge,
   bearerChallenge,

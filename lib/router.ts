@@ -1,3 +1,4 @@
+// The registry router: routes, access checks, read-only mode, request tracking and the router's own lifecycle.
 import { Router, type NextFunction, type Request, type Response } from 'express';
 import type { ServerResponse } from 'node:http';
 import { DEFAULT_CHALLENGE, enforceAccess, type AccessRequest, type Action, type Authorize, type Challenge } from './access';
@@ -13,7 +14,11 @@ import { referrersDispatcher } from './resources/referrers';
 import { tagsDispatcher } from './resources/tags';
 import { uploadDispatcher } from './resources/uploads';
 import type { StorageAdapter } from './storage/adapter';
-import type { RegistryEvents, RegistryEventMap } from './events';
+import { RegistryEvents, type RegistryEventMap, type RequestInfo, type RouteName } from './events';
+import { checkStorage } from './health';
+import { Notifier, type NotificationEndpoint } from './notifications/notifier';
+import { startRequest, trackRequest, withOrigin } from './request-log';
+import { observeStorage } from './storage/observed';
 import { RegistryStore, type CollectOptions, type CollectionReport } from './store';
 
 /** Options for {@link createRegistryRouter}. */
@@ -62,6 +67,20 @@ export interface RegistryOptions {
    */
   uploadPurging?: { maxAge?: number; interval?: number } | false;
   /**
+   * Refuses every write (POST, PATCH, PUT, DELETE) with 405 `UNSUPPORTED` while reads go on, e.g.
+   * to drain a registry for maintenance. A function is asked on every request, so the mode can
+   * change at run time; {@link RegistryRouter.setReadOnly} changes it too. Default false.
+   */
+  readOnly?: boolean | (() => boolean);
+  /** Called once for every request under `/v2` when it ends: an access log line, see {@link RequestInfo}. */
+  onRequest?: (info: RequestInfo) => void;
+  /**
+   * Webhooks: every change (manifest pushed or deleted, tag deleted, blob mounted or deleted, and
+   * blob commits when asked) is POSTed as JSON to each endpoint, at least once, through an outbox
+   * kept in the storage adapter. See docs/operations.md.
+   */
+  notifications?: NotificationEndpoint[];
+  /**
    * Online garbage collection, off by default: every `interval` milliseconds (plus up to 10%
    * jitter) a collection runs with `grace` and `untagged` as in {@link CollectOptions} (and the
    * purging `maxAge` for abandoned sessions). {@link RegistryRouter.collectGarbage} runs one on
@@ -86,6 +105,20 @@ export interface RegistryRouter extends Router {
    */
   purgeStaleUploads(maxAge?: number): Promise<string[]>;
   /**
+   * Resolves once the storage answers a cheap read (one document lookup) within `timeout` ms
+   * (default 5000); rejects with the adapter's error or a timeout. For readiness probes.
+   */
+  health(timeout?: number): Promise<void>;
+  /** Whether writes are refused right now; see {@link RegistryOptions.readOnly}. */
+  isReadOnly(): boolean;
+  /** Switches read-only mode at run time, to a fixed value or to a function asked on every request. */
+  setReadOnly(readOnly: boolean | (() => boolean)): void;
+  /**
+   * Stops the router's timers (purging, garbage collection, notification delivery) and waits for deliveries in
+   * flight to end; undelivered notifications stay in the outbox for the next start.
+   */
+  close(): Promise<void>;
+  /**
    * Runs one garbage collection over the storage (see the README's Garbage collection section)
    * and resolves to its report. Safe while this and other processes serve pushes and pulls from
    * the same storage; rejects with `CollectionRunningError` while another collection runs.
@@ -102,7 +135,7 @@ interface Route {
   pattern: RegExp;
   /** Names of the pattern's capture groups, in order; `name` is the repository. */
   params: string[];
-  module: string;
+  module: Exclude<RouteName, 'unknown'>;
   dispatcher: ResourceDispatcher;
   /** The actions each method needs on the route's repository; a method absent here is not served. */
   access: Partial<Record<HttpMethod, Action[]>>;
@@ -173,13 +206,20 @@ const routerLog = moduleLogger('router')({});
  * ```
  */
 export function createRegistryRouter(options: RegistryOptions): RegistryRouter {
-  const store = new RegistryStore(options.storage, {
+  const events = new RegistryEvents();
+  const storage = observeStorage(options.storage, events);
+  const store = new RegistryStore(storage, {
+    events,
     maxBlobSize: options.maxBlobSize,
     maxUploadsPerRepository: options.maxUploadsPerRepository,
     bodyIdleTimeout: options.bodyIdleTimeout,
     progressInterval: options.progressInterval,
     allowSparseManifests: options.allowSparseManifests,
   });
+  if (options.onRequest) events.on('requestCompleted', options.onRequest);
+  let readOnly = options.readOnly ?? false;
+  const isReadOnly = () => (typeof readOnly === 'function' ? readOnly() : readOnly);
+  const notifier = options.notifications?.length ? new Notifier(storage, events, options.notifications) : undefined;
   const resolved: ResolvedOptions = {
     // With access control on, a mount without `from` would bypass the pull check on the source.
     mountFromAnyRepository: options.mountFromAnyRepository ?? !options.authorize,
@@ -193,12 +233,22 @@ export function createRegistryRouter(options: RegistryOptions): RegistryRouter {
   const purging = options.uploadPurging === false ? undefined : options.uploadPurging ?? {};
   const maxAge = purging?.maxAge ?? 7 * DAY;
   const collection = options.garbageCollection || undefined;
+  const timers: NodeJS.Timeout[] = [];
   const router: RegistryRouter = Object.assign(Router(), {
     events: store.events,
     store,
-    purgeStaleUploads: (age = maxAge) => store.uploads.purgeStale(age),
+    purgeStaleUploads: (age = maxAge) => purgeTimed(store, age),
     collectGarbage: (collect: CollectOptions = {}) =>
       store.collector.collect({ grace: collection?.grace, untagged: collection?.untagged, uploadMaxAge: maxAge, ...collect }),
+    health: (timeout = 5000) => checkStorage(storage, timeout),
+    isReadOnly,
+    setReadOnly: (value: boolean | (() => boolean)) => {
+      readOnly = value;
+    },
+    close: async () => {
+      for (const timer of timers) clearTimeout(timer);
+      await notifier?.close();
+    },
   });
   router.use((req: Request, res: Response, next: NextFunction) => {
     const path = req.path;
@@ -206,13 +256,30 @@ export function createRegistryRouter(options: RegistryOptions): RegistryRouter {
       next();
       return;
     }
-    void dispatch(req as unknown as RegistryRequest, res, { store, options: resolved, access });
+    void dispatch(req as unknown as RegistryRequest, res, { store, options: resolved, access, isReadOnly });
   });
-  if (purging) schedule('purging stale upload sessions', purging.interval ?? DAY, () => router.purgeStaleUploads().then((ids) => `${ids.length} sessions purged`));
+  // Purging and collecting write, so a read-only registry skips their runs.
+  const unlessReadOnly = (task: () => Promise<string>) => () => (isReadOnly() ? Promise.resolve('skipped: the registry is read-only') : task());
+  if (purging) {
+    timers.push(schedule('purging stale upload sessions', purging.interval ?? DAY, unlessReadOnly(() => router.purgeStaleUploads().then((ids) => `${ids.length} sessions purged`))));
+  }
   if (collection) {
-    schedule('garbage collection', collection.interval ?? DAY, () => router.collectGarbage().then((report) => JSON.stringify(report)));
+    timers.push(schedule('garbage collection', collection.interval ?? DAY, unlessReadOnly(() => router.collectGarbage().then((report) => JSON.stringify(report)))));
   }
   return router;
+}
+
+/** Runs the purger once and reports the run as a `purgeCompleted` event. */
+async function purgeTimed(store: RegistryStore, maxAge: number): Promise<string[]> {
+  const started = performance.now();
+  try {
+    const ids = await store.uploads.purgeStale(maxAge);
+    store.events.notify('purgeCompleted', { expired: ids.length, ms: performance.now() - started, ok: true });
+    return ids;
+  } catch (error) {
+    store.events.notify('purgeCompleted', { expired: 0, ms: performance.now() - started, ok: false });
+    throw error;
+  }
 }
 
 interface AccessControl {
@@ -225,10 +292,11 @@ interface RouterState {
   store: RegistryStore;
   options: ResolvedOptions;
   access: AccessControl | undefined;
+  isReadOnly: () => boolean;
 }
 
 /** Runs `task` every `interval` ms (plus up to 10% jitter) on a timer that never keeps the process alive. */
-function schedule(what: string, interval: number, task: () => Promise<string>): void {
+function schedule(what: string, interval: number, task: () => Promise<string>): NodeJS.Timeout {
   const timer = setTimeout(function run() {
     task().then(
       (outcome) => routerLog('%s: %s', what, outcome),
@@ -237,17 +305,23 @@ function schedule(what: string, interval: number, task: () => Promise<string>): 
     timer.refresh();
   }, interval * (1 + Math.random() / 10));
   timer.unref();
+  return timer;
 }
 
-async function dispatch(req: RegistryRequest, res: ServerResponse, { store, options, access }: RouterState): Promise<void> {
+const READS: HttpMethod[] = ['GET', 'HEAD'];
+
+async function dispatch(req: RegistryRequest, res: ServerResponse, { store, options, access, isReadOnly }: RouterState): Promise<void> {
   res.setHeader('Docker-Distribution-API-Version', 'registry/2.0');
+  const labels = trackRequest(req, res, store.events);
   try {
     const route = ROUTES.find((candidate) => candidate.pattern.test(req.path));
+    startRequest(labels, route?.module ?? 'unknown', req.method ?? 'GET', store.events);
     if (!route) throw new RegistryError('NAME_UNKNOWN', `no registry endpoint at ${req.path.slice(0, 200)}`, { status: 404 });
     const values = route.pattern.exec(req.path)!.slice(1);
     const params: Record<string, string> = {};
     route.params.forEach((name, index) => (params[name] = decodeParam(values[index])));
     const repository = route.params[0] === 'name' ? validateName(values[0]) : '';
+    labels.repository = repository || undefined;
     const query = new URL(req.url ?? '/', 'http://registry.invalid').searchParams;
     const log = loggers.get(route.module)!({ repository: repository || undefined, upload: params.uploadId });
     const mayList = async (name: string) => !access || (await access.authorize(req, { repository: name, actions: PULL, catalog: true })) === true;
@@ -260,13 +334,19 @@ async function dispatch(req: RegistryRequest, res: ServerResponse, { store, opti
       const allow = Object.keys(table).join(', ');
       throw new RegistryError('UNSUPPORTED', `${req.method} is not supported here; allowed: ${allow}`, { headers: { Allow: allow } });
     }
+    if (!READS.includes(method) && isReadOnly()) {
+      const allow = READS.filter((read) => table[read]).join(', ');
+      throw new RegistryError('UNSUPPORTED', `the registry is read-only for now: ${req.method} is refused until writes are enabled again; pulls still work`, {
+        headers: { Allow: allow },
+      });
+    }
     if (access) {
       const requests: AccessRequest[] = [{ repository, actions, ...(route.catalog && { catalog: true }) }, ...(route.extraAccess?.(query) ?? [])];
       await enforceAccess(req, requests, access.authorize, access.challenge);
     }
     log('%s %s', req.method, req.path);
     const uploadId = params.uploadId;
-    await (uploadId === undefined ? handler() : store.uploads.withSession(uploadId, handler));
+    await withOrigin(req, () => (uploadId === undefined ? handler() : store.uploads.withSession(uploadId, handler)));
   } catch (error) {
     if (!(error instanceof RegistryError)) routerLog('error on %s %s: %O', req.method, req.path, error);
     if (!req.complete) {

@@ -64,7 +64,7 @@ export class BlobStore {
     const { adapter, events } = this.shared;
     if (!(await adapter.getDocument(blobLinkKey(repository, digest)))) return false;
     await adapter.deleteDocument(blobLinkKey(repository, digest));
-    events.notify('blobDeleted', { repository, digest: digest.value });
+    await events.publish('blobDeleted', { repository, digest: digest.value });
     return true;
   }
 
@@ -104,7 +104,7 @@ export class BlobStore {
     else if (fromAnywhere) info = await this.content(digest);
     if (info) {
       await this.link(repository, digest, info.size);
-      this.shared.events.notify('blobMounted', { repository, digest: digest.value, size: info.size, from });
+      await this.shared.events.publish('blobMounted', { repository, digest: digest.value, size: info.size, from });
     }
     return info;
   }

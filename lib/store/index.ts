@@ -20,6 +20,8 @@ export { UploadStore, type AppendOptions, type StoredBlob, type UploadSession } 
 export interface RegistryStoreOptions extends Partial<StoreLimits> {
   /** Accept manifests whose blobs or child manifests are not in the repository. Default false. */
   allowSparseManifests?: boolean;
+  /** Where changes are announced; a new emitter by default. */
+  events?: RegistryEvents;
 }
 
 /**
@@ -40,9 +42,9 @@ export class RegistryStore {
   readonly collector: GarbageCollector;
 
   constructor(adapter: StorageAdapter, options: RegistryStoreOptions = {}) {
-    const { allowSparseManifests = false, ...limitOptions } = options;
+    const { allowSparseManifests = false, events = new RegistryEvents(), ...limitOptions } = options;
     const limits = Object.freeze({ ...DEFAULT_LIMITS, ...definedOnly(limitOptions) });
-    const shared: StoreShared = { adapter, events: new RegistryEvents(), limits };
+    const shared: StoreShared = { adapter, events, limits };
     this.events = shared.events;
     this.limits = limits;
     const marks = new CollectionMarks(adapter);

@@ -69,7 +69,7 @@ export class ManifestStore {
       await adapter.putDocument(tagKey(repository, tag), toJson({ digest: digest.value }));
     }
     await this.blobs.registerRepository(repository);
-    this.shared.events.notify('manifestPushed', {
+    await this.shared.events.publish('manifestPushed', {
       repository,
       digest: digest.value,
       size: body.length,
@@ -155,7 +155,7 @@ export class ManifestStore {
     }
     if (manifest.subject) await adapter.deleteDocument(referrerKey(repository, parseDigest(manifest.subject), digest));
     await adapter.deleteDocument(manifestLinkKey(repository, digest));
-    this.shared.events.notify('manifestDeleted', { repository, digest: digest.value, tags });
+    await this.shared.events.publish('manifestDeleted', { repository, digest: digest.value, tags });
     return true;
   }
 
@@ -164,7 +164,7 @@ export class ManifestStore {
     const target = await this.tagTarget(repository, tag);
     if (!target) return false;
     await this.shared.adapter.deleteDocument(tagKey(repository, tag));
-    this.shared.events.notify('tagDeleted', { repository, tag, digest: target.value });
+    await this.shared.events.publish('tagDeleted', { repository, tag, digest: target.value });
     return true;
   }
 

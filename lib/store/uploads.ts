@@ -153,7 +153,9 @@ export class UploadStore {
   async complete(session: UploadSession, digest: Digest): Promise<BlobInfo> {
     const { adapter, events } = this.shared;
     const size = await this.size(session);
+    const verifyStart = performance.now();
     const actual = await this.hash(session, size, digest.algorithm);
+    const verifyMs = performance.now() - verifyStart;
     if (actual !== digest.hex) {
       throw new RegistryError('DIGEST_INVALID', `the uploaded content has digest ${digest.algorithm}:${actual}, not ${digest.value}`);
     }
@@ -168,7 +170,7 @@ export class UploadStore {
     await this.blobs.link(session.repository, digest, size);
     await adapter.deleteDocument(uploadRecordKey(session.id));
     this.knownSessions.delete(session.id);
-    events.notify('blobCommitted', { repository: session.repository, uploadId: session.id, digest: digest.value, size });
+    await events.publish('blobCommitted', { repository: session.repository, uploadId: session.id, digest: digest.value, size, verifyMs });
     return { size };
   }
 

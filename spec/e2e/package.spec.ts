@@ -115,6 +115,31 @@ describe('the package as users install it', () => {
     }, 120_000);
   }
 
+  it('serves metrics from the express-oci-registry/metrics subpath, by require and import, once prom-client is installed', async () => {
+    const app = join(work, 'metrics-app');
+    mkdirSync(app);
+    writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'consumer-metrics', private: true }));
+    await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', tarball, 'express@5', 'prom-client@15'], { cwd: app });
+    const scrape = (load: string) => `${load}
+const router = createRegistryRouter({ storage: new MemoryStorage(), uploadPurging: false });
+const metrics = registryMetrics(router, { registry: new Registry() });
+router.events.notify('blobMounted', { repository: 'a/b', digest: 'sha256:00', size: 1 });
+metrics.registry.metrics().then((text) => console.log(JSON.stringify({ mounts: /^oci_registry_blob_mounts_total (\\d+)$/m.exec(text)[1] })));
+`;
+    writeFileSync(
+      join(app, 'metrics.cjs'),
+      scrape("const { createRegistryRouter, MemoryStorage } = require('express-oci-registry');\nconst { registryMetrics } = require('express-oci-registry/metrics');\nconst { Registry } = require('prom-client');"),
+    );
+    writeFileSync(
+      join(app, 'metrics.mjs'),
+      scrape("import { createRegistryRouter, MemoryStorage } from 'express-oci-registry';\nimport { registryMetrics } from 'express-oci-registry/metrics';\nimport { Registry } from 'prom-client';"),
+    );
+    for (const file of ['metrics.cjs', 'metrics.mjs']) {
+      const { stdout } = await run(process.execPath, [file], { cwd: app });
+      expect(JSON.parse(stdout)).toEqual({ mounts: '1' });
+    }
+  }, 120_000);
+
   it('type-checks TypeScript consumers of both entry points, with per-event payload types', async () => {
     const app = join(work, 'typescript-app');
     mkdirSync(app);

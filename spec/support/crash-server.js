@@ -6,6 +6,7 @@
 //
 // e.g. CRASH_AT=commitUpload:after dies right after the verified bytes were renamed into content/
 // and before the blob is linked. Without CRASH_AT it is a plain server. It prints its port.
+// NOTIFY_URL adds a notification endpoint, with NOTIFY_LEASE_MS as its lease and quick retries.
 'use strict';
 const express = require('express');
 const { join } = require('node:path');
@@ -33,7 +34,10 @@ const crashing = new Proxy(storage, {
 });
 
 const app = express();
-app.use(createRegistryRouter({ storage: crashing, uploadPurging: false }));
+const notifications = process.env.NOTIFY_URL
+  ? [{ url: process.env.NOTIFY_URL, leaseDuration: Number(process.env.NOTIFY_LEASE_MS || 30000), pollInterval: 100, backoff: { initial: 10, max: 200 } }]
+  : undefined;
+app.use(createRegistryRouter({ storage: crashing, uploadPurging: false, notifications }));
 const server = app.listen(0, '127.0.0.1', () => {
   console.log(`listening ${server.address().port}`);
 });

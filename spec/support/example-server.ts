@@ -12,6 +12,8 @@ export interface ExampleServer {
   url: string;
   /** The server's last log lines (stdout and its `debug` output), for failure messages. */
   logTail(): string;
+  /** Sends the server process a signal (e.g. SIGUSR2, which switches read-only mode). */
+  signal(signal: NodeJS.Signals): void;
   stop(): Promise<void>;
 }
 
@@ -77,7 +79,7 @@ export function startServerProcess(command: string, args: string[], env: Record<
       if (!match) return;
       child.stdout.off('data', onOutput);
       child.stderr.off('data', onOutput);
-      resolveStart({ url: match[1].includes('://') ? match[1] : `http://${match[1]}`, logTail, stop });
+      resolveStart({ url: match[1].includes('://') ? match[1] : `http://${match[1]}`, logTail, signal: (name) => child.kill(name), stop });
     };
     child.stdout.on('data', onOutput);
     child.stderr.on('data', onOutput);

@@ -114,6 +114,39 @@ describe('the example server page in a real browser', () => {
     expect(await page.textContent('#manifest')).toContain(`subject${artifact}`);
   }, 60_000);
 
+  it('has form patterns the browser compiles, so it refuses a bad name or tag before sending a byte', async () => {
+    await page.goto(server.url);
+    const validity = (name: string, value: string) =>
+      page.$eval(`input[name=${name}]`, (input, text) => {
+        const field = input as unknown as { value: string; validity: { valid: boolean } };
+        field.value = text;
+        return field.validity.valid;
+      }, value);
+    expect(await validity('repository', 'Demo/UPPER')).toBe(false);
+    expect(await validity('tag', 'bad tag!')).toBe(false);
+    expect(await validity('repository', 'demo/my-files__x.y')).toBe(true);
+    expect(await validity('tag', 'v1.0-rc_1')).toBe(true);
+
+    const posts: string[] = [];
+    page.on('request', (request) => {
+      if (request.method() === 'POST') posts.push(request.url());
+    });
+    await page.fill('input[name=repository]', 'Demo/UPPER');
+    await page.setInputFiles('input[name=files]', [{ name: 'x.txt', mimeType: 'text/plain', buffer: Buffer.from('x') }]);
+    await page.click('button[type=submit]');
+    expect(await page.$eval('input[name=repository]', (input) => input.matches(':invalid'))).toBe(true);
+    expect(await page.textContent('#upload-message')).toBe('');
+    expect(posts).toEqual([]);
+  }, 30_000);
+
+  it('serves a favicon', async () => {
+    const response = await fetch(`${server.url}/favicon.ico`);
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toMatch(/^image\//);
+    // An ICO file starts with reserved 0 and type 1.
+    expect(Buffer.from(await response.arrayBuffer()).subarray(0, 4)).toEqual(Buffer.from([0, 0, 1, 0]));
+  });
+
   it('shows the registry error when a push is refused', async () => {
     await page.goto(server.url);
     await page.fill('input[name=repository]', 'a'.repeat(300));

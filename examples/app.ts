@@ -1,6 +1,6 @@
 /**
- * The example registry as an Express app: the registry router under `/v2`, a browse-and-upload
- * page at `/`, `POST /api/artifacts`, which turns a form's files into an OCI artifact through
+ * The example registry as an Express app: the registry router under `/v2`, the registry UI at `/`,
+ * a push form at `/push.html` whose `POST /api/artifacts` turns files into an OCI artifact through
  * the multer bridge, and the operator's endpoints `/metrics`, `/healthz` and `/readyz`.
  * `server.ts` runs it; tests build it over their own storage.
  */
@@ -22,6 +22,7 @@ import {
   validateTag,
 } from '../lib';
 import { registryMetrics, type RegistryMetrics } from '../lib/metrics';
+import { createRegistryUi } from '../lib/ui';
 
 /** The empty config of an artifact manifest, as `oras push` writes it. */
 const EMPTY_CONFIG = { mediaType: 'application/vnd.oci.empty.v1+json', bytes: Buffer.from('{}') };
@@ -42,7 +43,7 @@ export interface ExampleAppOptions extends RegistryOptions {
   logEvent?: (line: string) => void;
 }
 
-/** The page's files: `examples/public`, beside this file in the sources and two levels up from `dist/examples`. */
+/** The push form's files: `examples/public`, beside this file in the sources and two levels up from `dist/examples`. */
 function publicDirectory(): string {
   const beside = join(__dirname, 'public');
   return existsSync(beside) ? beside : join(__dirname, '..', '..', 'examples', 'public');
@@ -87,6 +88,7 @@ export function createExampleApp(options: ExampleAppOptions): { app: express.Exp
       next,
     );
   });
+  app.use(createRegistryUi({ registry, title: 'express-oci-registry', links: [{ href: 'push.html', text: 'Push an artifact' }] }));
   app.use(express.static(publicDirectory()));
   app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => sendError(res, asRegistryError(error)));
   return { app, registry, metrics };

@@ -1,6 +1,6 @@
 /**
- * The example registry: the registry router over embedded filesystem storage, the browse-and-upload
- * page at http://127.0.0.1:5000/, and every registry event logged to the console.
+ * The example registry: the registry router over embedded filesystem storage, the registry UI at
+ * http://127.0.0.1:5000/ (with a push form at /push.html), and every registry event logged to the console.
  *
  *   npm start                     # 127.0.0.1:5000, data in ./registry-data
  *   PORT=5001 HOST=0.0.0.0 DATA_DIR=/var/lib/registry npm start
@@ -44,7 +44,7 @@ process.on('SIGUSR2', () => {
 const server = app.listen(port, host, () => {
   const address = server.address();
   const actualPort = typeof address === 'object' && address ? address.port : port;
-  console.log(`registry listening on http://${host}:${actualPort} (data in ${root}; the page is at /)`);
+  console.log(`registry listening on http://${host}:${actualPort} (data in ${root}; the UI is at /)`);
 });
 
 // Exit cleanly on a signal, so exit hooks such as `node --cpu-prof` get to write their output.

@@ -72,7 +72,7 @@ export const DEFAULT_CHALLENGE = basicChallenge('registry');
 
 /**
  * Asks `authorize` about each of `requests` in turn and throws `UNAUTHORIZED` (with the
- * challenge) or `DENIED` at the first refusal.
+ * challenge, unless the request says `X-Requested-With: XMLHttpRequest`) or `DENIED` at the first refusal.
  */
 export async function enforceAccess(req: IncomingMessage, requests: AccessRequest[], authorize: Authorize, challenge: Challenge): Promise<void> {
   for (const access of requests) {
@@ -82,8 +82,11 @@ export async function enforceAccess(req: IncomingMessage, requests: AccessReques
     const bearerError = result === 'invalid_token' || result === 'insufficient_scope' ? result : undefined;
     const authenticated = result === 'forbidden' || (result === false && req.headers.authorization !== undefined);
     if (authenticated) throw new RegistryError('DENIED', `${what} is denied`);
-    const header = typeof challenge === 'string' ? challenge : challenge(req, requests, bearerError);
     const detail = bearerError === 'insufficient_scope' ? `the token does not grant ${what}` : bearerError ? 'the token is not valid here' : `authentication is required for ${what}`;
+    // A page's background request (the registry UI's delete probe) asks for no challenge, so the
+    // browser does not pop up a login dialog for a check the user never asked for.
+    if (req.headers['x-requested-with'] === 'XMLHttpRequest') throw new RegistryError('UNAUTHORIZED', detail);
+    const header = typeof challenge === 'string' ? challenge : challenge(req, requests, bearerError);
     throw new RegistryError('UNAUTHORIZED', detail, { headers: { 'WWW-Authenticate': header } });
   }
 }

@@ -120,6 +120,15 @@ describe('access control', () => {
     );
   });
 
+  it('a page script\'s background request (X-Requested-With: XMLHttpRequest) gets its 401 without a challenge', async () => {
+    const agent = supertest(makeApp(new MemoryStorage(), { authorize: () => false }));
+    const probe = await agent.delete(`/v2/team/app/manifests/${DIGEST}`).set('X-Requested-With', 'XMLHttpRequest').expect(401);
+    expect(probe.body.errors[0].code).toBe('UNAUTHORIZED');
+    expect(probe.headers['www-authenticate']).toBeUndefined();
+    const plain = await agent.delete(`/v2/team/app/manifests/${DIGEST}`).expect(401);
+    expect(plain.headers['www-authenticate']).toBe('Basic realm="registry"');
+  });
+
   it('allowed requests are served as usual, and a custom string challenge is sent as is', async () => {
     const agent = supertest(
       makeApp(new MemoryStorage(), {

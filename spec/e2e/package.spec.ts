@@ -1,11 +1,18 @@
 import { execFile } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 const projectRoot = resolve(__dirname, '../..');
+
+/** The files under `folder` in the project, as package paths. */
+function projectFiles(folder: string): string[] {
+  const list = (path: string): string[] =>
+    readdirSync(join(projectRoot, path), { withFileTypes: true }).flatMap((entry) => (entry.isDirectory() ? list(`${path}/${entry.name}`) : [`${path}/${entry.name}`]));
+  return list(folder).sort();
+}
 
 // A consumer that loads the installed package, pushes one blob through it in a fresh Express
 // app, reads it back and prints what it saw; `load` is the `require` or `import` preamble.
@@ -15,15 +22,22 @@ const { createHash } = require_('node:crypto');
 const data = Buffer.from('a blob pushed through the installed package');
 const digest = 'sha256:' + createHash('sha256').update(data).digest('hex');
 const app = express();
-app.use(registry.createRegistryRouter({ storage: new registry.MemoryStorage() }));
+const router = registry.createRegistryRouter({ storage: new registry.MemoryStorage() });
+app.use(router);
+app.use('/ui', createRegistryUi({ registry: router, title: 'Packed <UI>' }));
 const server = app.listen(0, '127.0.0.1', async () => {
-  const base = 'http://127.0.0.1:' + server.address().port + '/v2/pkg/test';
+  const origin = 'http://127.0.0.1:' + server.address().port;
+  const base = origin + '/v2/pkg/test';
   const pushed = await fetch(base + '/blobs/uploads/?digest=' + digest, {
     method: 'POST', body: data, headers: { 'content-type': 'application/octet-stream' },
   });
   const pulled = await fetch(base + '/blobs/' + digest);
   const body = Buffer.from(await pulled.arrayBuffer());
+  const page = await fetch(origin + '/ui/');
+  const pageText = await page.text();
+  const script = await fetch(origin + '/ui/js/app.js');
   console.log(JSON.stringify({
+    ui: [page.status, pageText.includes('<title>Packed &lt;UI&gt;</title>'), script.status, script.headers.get('content-type')],
     pushStatus: pushed.status,
     pullStatus: pulled.status,
     identical: body.equals(data),
@@ -41,6 +55,7 @@ const require_ = require;
 const express = require('express');
 const registry = require('express-oci-registry');
 const auth = require('express-oci-registry/auth');
+const { createRegistryUi } = require('express-oci-registry/ui');
 `);
 
 const esmConsumer = consumer(`
@@ -48,10 +63,12 @@ import { createRequire } from 'node:module';
 import express from 'express';
 import * as registry from 'express-oci-registry';
 import * as auth from 'express-oci-registry/auth';
+import { createRegistryUi } from 'express-oci-registry/ui';
 const require_ = createRequire(import.meta.url);
 `);
 
 interface ConsumerReport {
+  ui: [number, boolean, number, string];
   pushStatus: number;
   pullStatus: number;
   identical: boolean;
@@ -76,7 +93,7 @@ describe('the package as users install it', () => {
     // other suites may be reading.
     const source = join(work, 'source');
     mkdirSync(source);
-    for (const entry of ['package.json', 'tsconfig.json', 'README.md', 'lib', 'examples']) {
+    for (const entry of ['package.json', 'tsconfig.json', 'README.md', 'lib', 'examples', 'ui']) {
       cpSync(join(projectRoot, entry), join(source, entry), { recursive: true });
     }
     symlinkSync(join(projectRoot, 'node_modules'), join(source, 'node_modules'), 'dir');
@@ -88,9 +105,12 @@ describe('the package as users install it', () => {
 
   afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-  it('holds the CommonJS and ESM entry points with their types, and nothing unneeded', () => {
-    expect(files).toEqual(expect.arrayContaining(['dist/lib/index.js', 'dist/lib/index.mjs', 'dist/lib/index.d.ts', 'dist/lib/index.d.mts']));
-    const unexpected = files.filter((path) => !/^dist\/lib\/.+\.(js|mjs|d\.ts|d\.mts)$/.test(path) && !['package.json', 'README.md'].includes(path));
+  it('holds the CommonJS and ESM entry points with their types, the UI\'s entry and files, and nothing unneeded', () => {
+    expect(files).toEqual(
+      expect.arrayContaining(['dist/lib/index.js', 'dist/lib/index.mjs', 'dist/lib/index.d.ts', 'dist/lib/index.d.mts', 'dist/lib/ui/index.js', 'dist/lib/ui/index.d.ts']),
+    );
+    expect(files.filter((path) => path.startsWith('ui/'))).toEqual(projectFiles('ui'));
+    const unexpected = files.filter((path) => !/^dist\/lib\/.+\.(js|mjs|d\.ts|d\.mts)$/.test(path) && !path.startsWith('ui/') && !['package.json', 'README.md'].includes(path));
     expect(unexpected).toEqual([]);
   });
 
@@ -107,6 +127,7 @@ describe('the package as users install it', () => {
       const [required, imported] = await Promise.all([runNode(app, 'consumer.cjs'), runNode(app, 'consumer.mjs')]);
       for (const report of [required, imported]) {
         expect(report).toMatchObject({ pushStatus: 201, pullStatus: 200, identical: true, expressMajor: major });
+        expect(report.ui).toEqual([200, true, 200, expect.stringMatching(/javascript/)]);
         expect(report.exports).toContain('createRegistryRouter');
         expect(report.authExports).toEqual(expect.arrayContaining(['createTokenService', 'tokenAuthorize']));
       }
@@ -148,13 +169,13 @@ metrics.registry.metrics().then((text) => console.log(JSON.stringify({ mounts: /
     writeFileSync(
       join(app, 'consumer.mts'),
       typedConsumer(
-        "import express from 'express';\nimport { createRegistryRouter, MemoryStorage, multerStorage, type BlobCommittedEvent } from 'express-oci-registry';\nimport { tokenAuthorize } from 'express-oci-registry/auth';",
+        "import express from 'express';\nimport { createRegistryRouter, MemoryStorage, multerStorage, type BlobCommittedEvent } from 'express-oci-registry';\nimport { tokenAuthorize } from 'express-oci-registry/auth';\nimport { createRegistryUi } from 'express-oci-registry/ui';",
       ),
     );
     writeFileSync(
       join(app, 'consumer.cts'),
       typedConsumer(
-        "import express = require('express');\nimport oci = require('express-oci-registry');\nimport auth = require('express-oci-registry/auth');\nconst { createRegistryRouter, MemoryStorage, multerStorage } = oci;\nconst { tokenAuthorize } = auth;\ntype BlobCommittedEvent = oci.BlobCommittedEvent;",
+        "import express = require('express');\nimport oci = require('express-oci-registry');\nimport auth = require('express-oci-registry/auth');\nimport ui = require('express-oci-registry/ui');\nconst { createRegistryRouter, MemoryStorage, multerStorage } = oci;\nconst { tokenAuthorize } = auth;\nconst { createRegistryUi } = ui;\ntype BlobCommittedEvent = oci.BlobCommittedEvent;",
       ),
     );
     const tsc = join(projectRoot, 'node_modules', 'typescript', 'bin', 'tsc');
@@ -176,5 +197,8 @@ multerStorage(registry, { repository: 'a/b' });
 createRegistryRouter({ storage: new MemoryStorage(), authorize: tokenAuthorize({ service: 's', issuer: 'i', keys: { publicKeys: ['PEM'] } }) });
 // @ts-expect-error: tokenAuthorize needs its keys
 tokenAuthorize({ service: 's', issuer: 'i' });
+express().use('/ui', createRegistryUi({ registry, title: 'Images' }));
+// @ts-expect-error: readOnly is a boolean
+createRegistryUi({ registry, readOnly: 'yes' });
 `;
 }

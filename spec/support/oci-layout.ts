@@ -76,10 +76,10 @@ export async function layoutManifests(dir: string): Promise<Descriptor[]> {
  */
 export async function writeImageLayout(
   dir: string,
-  options: { tag: string; fileSizes: number[]; platform?: Platform },
+  options: { tag: string; fileSizes: number[]; platform?: Platform; runConfig?: Record<string, unknown> },
 ): Promise<GeneratedImage> {
   await startLayout(dir);
-  const image = await writeImage(dir, options.fileSizes, options.platform ?? { os: 'linux', architecture: 'amd64' });
+  const image = await writeImage(dir, options.fileSizes, options.platform ?? { os: 'linux', architecture: 'amd64' }, options.runConfig);
   await writeLayoutIndex(dir, options.tag, image.manifest);
   return image;
 }
@@ -114,13 +114,48 @@ async function writeLayoutIndex(dir: string, tag: string, descriptor: Descriptor
   await writeFile(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.imageIndex, manifests: [entry] }));
 }
 
-async function writeImage(dir: string, fileSizes: number[], platform: Platform): Promise<GeneratedImage> {
+/**
+ * Writes a layout at `dir` holding an artifact tagged `tag`: an empty config and one layer per
+ * file, titled with its name, as `oras push` makes it; with `subject`, a referrer of that manifest.
+ */
+export async function writeArtifactLayout(
+  dir: string,
+  options: {
+    tag: string;
+    artifactType: string;
+    files: { name: string; mediaType: string; bytes: Buffer }[];
+    subject?: Descriptor;
+    annotations?: Record<string, string>;
+  },
+): Promise<Descriptor> {
+  await startLayout(dir);
+  const config = await writeBytesBlob(dir, EMPTY_CONFIG, Buffer.from('{}'));
+  const layers: Descriptor[] = [];
+  for (const file of options.files) {
+    layers.push({ ...(await writeBytesBlob(dir, file.mediaType, file.bytes)), annotations: { 'org.opencontainers.image.title': file.name } });
+  }
+  const manifest = await writeJsonBlob(dir, MEDIA_TYPES.imageManifest, {
+    schemaVersion: 2,
+    mediaType: MEDIA_TYPES.imageManifest,
+    artifactType: options.artifactType,
+    config,
+    layers,
+    ...(options.subject ? { subject: { mediaType: options.subject.mediaType, digest: options.subject.digest, size: options.subject.size } } : {}),
+    ...(options.annotations ? { annotations: options.annotations } : {}),
+  });
+  await writeLayoutIndex(dir, options.tag, manifest);
+  return manifest;
+}
+
+const EMPTY_CONFIG = 'application/vnd.oci.empty.v1+json';
+
+async function writeImage(dir: string, fileSizes: number[], platform: Platform, runConfig: Record<string, unknown> = {}): Promise<GeneratedImage> {
   const layers: Descriptor[] = [];
   for (const [index, size] of fileSizes.entries()) layers.push(await writeRandomTarLayer(dir, `layer-${index}.bin`, size));
   const config = await writeJsonBlob(dir, MEDIA_TYPES.imageConfig, {
     created: new Date().toISOString(),
     ...platform,
-    config: { Cmd: ['/layer-0.bin'] },
+    config: { Cmd: ['/layer-0.bin'], ...runConfig },
     // The layers are uncompressed tars, so each diff id is the layer's own digest.
     rootfs: { type: 'layers', diff_ids: layers.map((layer) => layer.digest) },
     history: layers.map((_, index) => ({ created_by: `random file layer-${index}.bin` })),
@@ -135,7 +170,10 @@ async function writeImage(dir: string, fileSizes: number[], platform: Platform):
 }
 
 async function writeJsonBlob(dir: string, mediaType: string, value: unknown): Promise<Descriptor> {
-  const bytes = Buffer.from(JSON.stringify(value));
+  return writeBytesBlob(dir, mediaType, Buffer.from(JSON.stringify(value)));
+}
+
+async function writeBytesBlob(dir: string, mediaType: string, bytes: Buffer): Promise<Descriptor> {
   const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
   await writeFile(blobPath(dir, digest), bytes);
   return { mediaType, digest, size: bytes.length };

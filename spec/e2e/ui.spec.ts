@@ -12,28 +12,13 @@ import { promisify } from 'node:util';
 import type { BrowserContext, Page } from 'playwright-core';
 import { createExampleApp } from '../../examples/app';
 import { MemoryStorage } from '../../lib';
-import { listen, sha256 } from '../support/http';
+import supertest from 'supertest';
+import { listen } from '../support/http';
+import { makeImage, pushImage } from '../support/oci';
 import { blobPath, writeArtifactLayout, writeImageLayout, writeMultiPlatformLayout, type Descriptor, type GeneratedImage, type GeneratedIndex } from '../support/oci-layout';
 import { expectFits, launchBrowser, OUTPUT, seriousViolations } from '../support/browser';
 
 const run = promisify(execFile);
-const EMPTY = 'application/vnd.oci.empty.v1+json';
-
-/** Pushes an artifact holding nothing but the empty config, through the API. */
-async function pushEmptyArtifact(url: string, repository: string, tag: string): Promise<void> {
-  const blob = await fetch(`${url}/v2/${repository}/blobs/uploads/?digest=${sha256('{}')}`, { method: 'POST', body: '{}', headers: { 'Content-Type': 'application/octet-stream' } });
-  expect(blob.status).toBe(201);
-  const manifest = JSON.stringify({
-    schemaVersion: 2,
-    mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    artifactType: 'application/vnd.example.empty.v1',
-    config: { mediaType: EMPTY, digest: sha256('{}'), size: 2 },
-    layers: [{ mediaType: EMPTY, digest: sha256('{}'), size: 2 }],
-  });
-  const put = await fetch(`${url}/v2/${repository}/manifests/${tag}`, { method: 'PUT', body: manifest, headers: { 'Content-Type': 'application/vnd.oci.image.manifest.v1+json' } });
-  expect(put.status).toBe(201);
-}
-
 describe('the registry UI over the example server', () => {
   let work: string;
   let server: Awaited<ReturnType<typeof listen>>;
@@ -73,7 +58,8 @@ describe('the registry UI over the example server', () => {
     work = mkdtempSync(join(tmpdir(), 'oci-ui-'));
     writeFileSync(join(work, 'policy.json'), JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
     writeFileSync(join(work, 'registries.conf'), '');
-    server = await listen(createExampleApp({ storage: new MemoryStorage() }).app);
+    const { app } = createExampleApp({ storage: new MemoryStorage() });
+    server = await listen(app);
     host = new URL(server.url).host;
 
     image = await writeImageLayout(join(work, 'image'), {
@@ -118,7 +104,8 @@ describe('the registry UI over the example server', () => {
     await skopeoCopy(`oci:${join(work, 'artifact')}:v1`, `docker://${host}/demo/release:v1`);
     await skopeoCopy(`oci:${join(work, 'signature')}:v1.sig`, `docker://${host}/demo/release:v1.sig`);
     // Enough further repositories for the catalog to need paging past the first page of names.
-    for (let index = 0; index < 60; index++) await pushEmptyArtifact(server.url, `bulk/r${String(index).padStart(2, '0')}`, 'v1');
+    const agent = supertest(app);
+    for (let index = 0; index < 60; index++) await pushImage(agent, `bulk/r${String(index).padStart(2, '0')}`, makeImage(`bulk ${index}`), 'v1');
 
     browser = await launchBrowser(join(work, 'profile'));
     await browser.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.url });

@@ -54,10 +54,16 @@ function apiPrefix(registry: RegistryRouter | string): string {
 
 const HTML_ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' };
 
-/** The page with its title and configuration filled in; JSON in a script element cannot end it early once `<` is escaped. */
+/**
+ * The page with its title and configuration filled in, in one pass so a title cannot inject a
+ * placeholder; JSON in a script element cannot end it early once `<` is escaped.
+ */
 function renderPage(template: string, config: PageConfig): string {
-  const json = JSON.stringify(config).replace(/</g, '\\u003c');
-  return template.replaceAll('{{title}}', config.title.replace(/[&<>"]/g, (character) => HTML_ESCAPES[character])).replace('{{config}}', json);
+  const values: Record<string, string> = {
+    title: config.title.replace(/[&<>"]/g, (character) => HTML_ESCAPES[character]),
+    config: JSON.stringify(config).replace(/</g, '\\u003c'),
+  };
+  return template.replace(/\{\{(title|config)\}\}/g, (_, name: string) => values[name]);
 }
 
 /**

@@ -301,6 +301,14 @@ describe('the registry UI over the example server', () => {
     expect(await tableRows('Tags of demo/app')).toEqual([['v1', expect.any(String), expect.any(String), expect.any(String), 'linux/amd64', 'Delete']]);
     expect(await (await fetch(`${server.url}/v2/demo/app/tags/list`)).json()).toEqual({ name: 'demo/app', tags: ['v1'] });
 
+    // A delete the registry refuses (the tag went meanwhile) shows the registry's error and keeps the row.
+    expect((await fetch(`${server.url}/v2/demo/app/manifests/v1`, { method: 'DELETE' })).status).toBe(202);
+    await page.click('button[aria-label="Delete tag v1"]');
+    await page.click('dialog button:text-is("Delete")');
+    await page.waitForSelector('main [role=alert]');
+    expect(await page.textContent('main [role=alert]')).toBe('MANIFEST_UNKNOWN: manifest unknown to registry (tag v1 is not in demo/app)');
+    expect((await tableRows('Tags of demo/app')).map((row) => row[0])).toEqual(['v1']);
+
     // Deleting the referrer by digest takes it out of its subject's referrers.
     await page.goto(`${server.url}/?repository=demo/release&reference=${signature.digest}`);
     await page.click('button:text-is("Delete manifest")');

@@ -1,26 +1,10 @@
 // The example's push form: files sent as one artifact through POST /api/artifacts (the multer bridge),
 // each file's progress shown as it uploads; the pushed artifact then opens in the registry UI.
 
+// The registry UI, mounted beside this page, lends its element and size helpers.
+import { el, formatSize } from './js/dom.js';
+
 const $ = (selector) => document.querySelector(selector);
-
-/** Creates an element with text or children. */
-function el(tag, props = {}, ...children) {
-  const element = Object.assign(document.createElement(tag), props);
-  for (const child of children) element.append(child instanceof Node ? child : String(child));
-  return element;
-}
-
-function formatSize(bytes) {
-  if (bytes < 1024) return `${bytes} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = -1;
-  do {
-    value /= 1024;
-    unit++;
-  } while (value >= 1024 && unit < units.length - 1);
-  return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
-}
 
 /** Sends the form as one multipart request; each file's bar follows its share of the bytes sent. */
 function pushArtifact(form) {

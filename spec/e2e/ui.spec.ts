@@ -129,6 +129,15 @@ describe('the registry UI over the example server', () => {
   const short = (digest: string) => `${digest.slice(0, 19)}…`;
   const search = () => new URL(page.url()).search;
 
+  /** From any view: back to the repositories, filter, open `repository`, wait for `shown` in its tags, open `tag`. */
+  async function openTag(filter: string, repository: string, shown: string, tag: string): Promise<void> {
+    await page.click('.crumbs a:text-is("Repositories")');
+    await page.fill('#filter', filter);
+    await page.click(`.repositories a:text-is("${repository}")`);
+    await page.waitForSelector(`table.tags td:has-text("${shown}")`);
+    await page.click(`table.tags a:text-is("${tag}")`);
+  }
+
   it('walks every view by clicking: repositories, filter, paging, tags, image, index, platform, artifact, referrer', async () => {
     await page.goto(server.url);
     await page.waitForSelector('.repositories a');
@@ -181,11 +190,7 @@ describe('the registry UI over the example server', () => {
     expect(await page.textContent('#referrers')).toContain('No signatures, SBOMs or attestations');
     await checkView('image');
 
-    await page.click('.crumbs a:text-is("Repositories")');
-    await page.fill('#filter', 'multi');
-    await page.click('.repositories a:text-is("demo/multi")');
-    await page.waitForSelector('table.tags td:has-text("linux/arm64")');
-    await page.click('table.tags a:text-is("v2")');
+    await openTag('multi', 'demo/multi', 'linux/arm64', 'v2');
     await page.waitForSelector('h2:text-is("Platforms (2)")');
     expect(await page.textContent('.facts')).toContain('Multi-platform index');
     expect((await tableRows('Platforms')).map((row) => row.slice(0, 2))).toEqual([
@@ -212,11 +217,7 @@ describe('the registry UI over the example server', () => {
     await page.waitForSelector('h1 .badge:text-is("linux/arm64")');
 
     await page.click('.crumbs a:text-is("demo/multi")');
-    await page.click('.crumbs a:text-is("Repositories")');
-    await page.fill('#filter', 'release');
-    await page.click('.repositories a:text-is("demo/release")');
-    await page.waitForSelector('table.tags td:has-text("application/vnd.example.signature.v1")');
-    await page.click('table.tags a:text-is("v1")');
+    await openTag('release', 'demo/release', 'application/vnd.example.signature.v1', 'v1');
     await page.waitForSelector('h2:text-is("Referrers (1)")');
     expect((await tableRows('Files')).map((row) => row.slice(0, 3))).toEqual([
       ['notes.txt', 'text/plain', '14 B'],

@@ -9,6 +9,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { promisify } from 'node:util';
+import type { Express } from 'express';
 import type { BrowserContext, Page } from 'playwright-core';
 import { createExampleApp } from '../../examples/app';
 import { MemoryStorage } from '../../lib';
@@ -21,6 +22,7 @@ import { expectFits, launchBrowser, OUTPUT, seriousViolations } from '../support
 const run = promisify(execFile);
 describe('the registry UI over the example server', () => {
   let work: string;
+  let app: Express;
   let server: Awaited<ReturnType<typeof listen>>;
   let browser: BrowserContext;
   let page: Page;
@@ -58,7 +60,7 @@ describe('the registry UI over the example server', () => {
     work = mkdtempSync(join(tmpdir(), 'oci-ui-'));
     writeFileSync(join(work, 'policy.json'), JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
     writeFileSync(join(work, 'registries.conf'), '');
-    const { app } = createExampleApp({ storage: new MemoryStorage() });
+    ({ app } = createExampleApp({ storage: new MemoryStorage() }));
     server = await listen(app);
     host = new URL(server.url).host;
 
@@ -236,6 +238,29 @@ describe('the registry UI over the example server', () => {
     await page.waitForSelector('h2:text-is("Referrers (1)")');
     expect(await heading()).toBe(`demo/release@${short(artifact.digest)}`);
   }, 120_000);
+
+  it('pages through a repository\'s tags, 50 at a time, and back', async () => {
+    const agent = supertest(app);
+    const bulk = makeImage('bulk 0');
+    for (let index = 0; index < 54; index++) {
+      await agent.put(`/v2/bulk/r00/manifests/t${String(index).padStart(2, '0')}`).set('Content-Type', 'application/vnd.oci.image.manifest.v1+json').send(bulk.manifest.toString()).expect(201);
+    }
+    await page.goto(`${server.url}/?repository=bulk/r00`);
+    await page.waitForSelector('table.tags');
+    const tagNames = () => page.$$eval('table.tags a.tag', (links) => links.map((link) => link.textContent));
+    expect(await tagNames()).toEqual(Array.from({ length: 50 }, (_, index) => `t${String(index).padStart(2, '0')}`));
+    await page.click('a:text-is("Next page")');
+    await page.waitForSelector('table.tags a.tag:text-is("v1")');
+    expect(await tagNames()).toEqual(['t50', 't51', 't52', 't53', 'v1']);
+    expect(search()).toBe('?repository=bulk%2Fr00&after=t49');
+    await page.click('a:text-is("Previous page")');
+    await page.waitForSelector('table.tags a.tag:text-is("t00")');
+    expect(search()).toBe('?repository=bulk%2Fr00');
+    // Opened from a link, a later page knows no earlier cursors, and offers the first page instead.
+    await page.goto(`${server.url}/?repository=bulk/r00&after=t49`);
+    await page.click('a:text-is("First page")');
+    await page.waitForSelector('table.tags a.tag:text-is("t00")');
+  }, 60_000);
 
   it('copies the full digest and the pull commands with the page\'s host', async () => {
     await page.goto(`${server.url}/?repository=demo/app&reference=v1`);

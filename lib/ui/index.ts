@@ -6,7 +6,7 @@
  */
 import { Router, static as serveStatic, type Request, type Response } from 'express';
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { moduleLogger } from '../log';
 import type { RegistryRouter } from '../router';
 
@@ -37,12 +37,25 @@ interface PageConfig {
 
 const log = moduleLogger('ui')({});
 
-/** The browser app's files: `ui/` at the package root, two levels up from `lib/ui` and three from `dist/lib/ui`. */
+/**
+ * The browser app's files: `ui/` beside the package's package.json, found by walking up from this
+ * file, wherever it was compiled to (`lib/ui`, `dist/lib/ui`, a test's build folder).
+ */
 function staticDirectory(): string {
-  const candidates = [join(__dirname, '..', '..', 'ui'), join(__dirname, '..', '..', '..', 'ui')];
-  const found = candidates.find((directory) => existsSync(join(directory, 'index.html')));
-  if (!found) throw new Error(`the registry UI's files are missing (looked in ${candidates.join(', ')})`);
-  return found;
+  for (let directory = __dirname; ; directory = dirname(directory)) {
+    if (existsSync(join(directory, 'ui', 'index.html')) && packageName(directory) === PACKAGE_NAME) return join(directory, 'ui');
+    if (dirname(directory) === directory) throw new Error(`the registry UI's files are missing: no ${PACKAGE_NAME} package with a ui/ folder above ${__dirname}`);
+  }
+}
+
+const PACKAGE_NAME = 'express-oci-registry';
+
+function packageName(directory: string): string | undefined {
+  try {
+    return (JSON.parse(readFileSync(join(directory, 'package.json'), 'utf8')) as { name?: string }).name;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The registry's URL path prefix without a trailing slash: `''` at the root. */
@@ -97,7 +110,8 @@ export function createRegistryUi(options: RegistryUiOptions): Router {
     // Without the slash, the page's relative URLs would resolve against the mount's parent.
     const [path, query] = splitUrl(req.originalUrl);
     if (path.endsWith('/')) sendPage(req, res);
-    else res.redirect(301, `${path}/${query}`);
+    // Leading slashes collapse to one, so the target can never read as another host (`//host/`).
+    else res.redirect(301, `${path.replace(/^\/+/, '/')}/${query}`);
   });
   // The template itself is never served as it is.
   router.get('/index.html', sendPage);

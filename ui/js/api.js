@@ -39,6 +39,11 @@ function repoPath(repository) {
   return repository.split('/').map(encodeURIComponent).join('/');
 }
 
+/** A digest in a path: escaped, so a manifest naming a crafted "digest" cannot reach another path; its colon stays. */
+function digestPath(digest) {
+  return encodeURIComponent(digest).replace(/%3A/gi, ':');
+}
+
 async function failure(response) {
   let body;
   try {
@@ -106,7 +111,7 @@ export async function getManifest(repository, reference) {
 
 /** The URL a blob downloads from. */
 export function blobUrl(repository, digest) {
-  return apiUrl(`/v2/${repoPath(repository)}/blobs/${encodeURIComponent(digest)}`);
+  return apiUrl(`/v2/${repoPath(repository)}/blobs/${digestPath(digest)}`);
 }
 
 const configs = new Map();
@@ -115,7 +120,7 @@ export function getConfig(repository, descriptor) {
   if (descriptor.size > MAX_CONFIG_SIZE) return Promise.resolve(undefined);
   const key = `${repository}@${descriptor.digest}`;
   if (!configs.has(key)) {
-    const loading = call(`/v2/${repoPath(repository)}/blobs/${encodeURIComponent(descriptor.digest)}`).then((response) => response.json());
+    const loading = call(`/v2/${repoPath(repository)}/blobs/${digestPath(descriptor.digest)}`).then((response) => response.json());
     loading.catch(() => configs.delete(key));
     configs.set(key, loading);
   }
@@ -125,7 +130,7 @@ export function getConfig(repository, descriptor) {
 /** The referrers of a manifest, every page of them. */
 export async function getReferrers(repository, digest) {
   const referrers = [];
-  let path = `/v2/${repoPath(repository)}/referrers/${encodeURIComponent(digest)}`;
+  let path = `/v2/${repoPath(repository)}/referrers/${digestPath(digest)}`;
   for (let page = 0; path && page < 20; page++) {
     const response = await call(path);
     referrers.push(...((await response.json()).manifests ?? []));

@@ -308,6 +308,9 @@ describe('the registry UI over the example server', () => {
     await page.goto(`${server.url}/?repository=demo/app&reference=nope`);
     await page.waitForSelector('[role=alert]');
     expect(await page.textContent('[role=alert]')).toBe('MANIFEST_UNKNOWN: manifest unknown to registry (tag nope is not in demo/app)');
+    // The trail and the title still say where the failed view is.
+    expect(await page.$$eval('#crumbs li', (items) => items.map((item) => item.textContent))).toEqual(['Repositories', 'demo/app', 'nope']);
+    expect(await page.title()).toBe('demo/app › nope · express-oci-registry');
     await checkView('error');
   }, 30_000);
 

@@ -38,6 +38,11 @@ export function formatTime(value) {
   return el('time', { dateTime: date.toISOString(), title: value }, date.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' }));
 }
 
+/** Whether a manifest reference is a digest (`algorithm:encoded`) rather than a tag. */
+export function isDigest(reference) {
+  return /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/.test(reference);
+}
+
 /** The first 12 hex digits of a digest, which is how people tell images apart. */
 export function shortDigest(digest) {
   const [algorithm, hex = ''] = String(digest).split(':');

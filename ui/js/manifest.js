@@ -1,36 +1,27 @@
 // The manifest view: an index's platforms, an image's config, history and layers, an artifact's files, and referrers of each.
 
 import { blobUrl, deleteManifest, getConfig, getManifest, getReferrers, mayDelete } from './api.js';
-import { commandLine, confirmDelete, digestCell, el, errorMessage, facts, formatSize, formatTime, shortDigest, table, toast } from './dom.js';
+import { commandLine, confirmDelete, digestCell, el, errorMessage, facts, formatSize, formatTime, isDigest, shortDigest, table, toast } from './dom.js';
 import { href, navigate } from './nav.js';
 import { isAttestation, kindOf, platformName, summarize, totalSize } from './summary.js';
 
 const TITLE = 'org.opencontainers.image.title';
 const REFERENCE_DIGEST = 'vnd.docker.reference.digest';
 
-const isDigest = (reference) => /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/.test(reference);
-
-export async function renderManifest({ main, params, isCurrent, setCrumbs, setTitle }) {
+export async function renderManifest({ main, params, isCurrent }) {
   const { repository, reference, platform } = params;
   const top = await getManifest(repository, reference);
   let shown = top;
-  let child;
   if (platform) {
     // A platform of an index: the URL keeps the tag, so the link follows the tag to wherever it moves.
     const children = top.manifest.manifests ?? [];
-    child = children.find((entry) => !isAttestation(entry) && platformName(entry.platform) === platform);
+    const child = children.find((entry) => !isAttestation(entry) && platformName(entry.platform) === platform);
     if (!child) throw new Error(`${repository}:${reference} has no image for ${platform}`);
     shown = await getManifest(repository, child.digest);
   }
   if (!isCurrent()) return;
 
-  const referenceText = isDigest(reference) ? shortDigest(reference) : reference;
-  const crumbs = [['Repositories', href({})], [repository, href({ repository })], [referenceText, href({ repository, reference })]];
-  if (platform) crumbs.push([platform]);
-  setCrumbs(platform ? crumbs : crumbs.slice(0, -1).concat([[referenceText]]));
   const name = isDigest(reference) ? `${repository}@${shortDigest(reference)}` : `${repository}:${reference}`;
-  setTitle(platform ? `${name} ${platform}` : name);
-
   const kind = kindOf(shown.manifest);
   const kindText = { index: 'Multi-platform index', image: 'Image', artifact: 'Artifact' }[kind];
   const [summary, deletable] = await Promise.all([summarize(repository, shown.digest, shown).catch(() => undefined), mayDelete(repository)]);
@@ -38,7 +29,7 @@ export async function renderManifest({ main, params, isCurrent, setCrumbs, setTi
 
   const sections = [
     el('h1', { tabIndex: -1 }, name, platform ? el('span', { class: 'badge' }, platform) : null),
-    overview(repository, reference, shown, kindText, summary),
+    overview(repository, shown, kindText, summary),
     pullCommands(repository, reference, shown.digest, platform),
   ];
   if (deletable) sections.push(deleteActions(repository, reference, shown.digest, platform));
@@ -54,7 +45,7 @@ export async function renderManifest({ main, params, isCurrent, setCrumbs, setTi
   main.replaceChildren(...sections);
 }
 
-function overview(repository, reference, shown, kindText, summary) {
+function overview(repository, shown, kindText, summary) {
   const subject = shown.manifest.subject;
   return facts([
     ['Kind', kindText],

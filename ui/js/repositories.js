@@ -35,13 +35,11 @@ async function findPage(filter, after, isCurrent) {
   }
 }
 
-export async function renderRepositories({ main, params, isCurrent, setCrumbs, setTitle }) {
+export async function renderRepositories({ main, params, isCurrent }) {
   const filter = params.q ?? '';
   const after = params.after ?? '';
   // Cursors of the pages before this one, kept in history so "Previous" can go back to them.
   const earlier = Array.isArray(history.state?.earlier) ? history.state.earlier : [];
-  setCrumbs([['Repositories']]);
-  setTitle('');
 
   const input = el('input', { type: 'search', id: 'filter', value: filter, autocomplete: 'off', spellcheck: false, placeholder: 'e.g. team/app' });
   const results = el('div', { id: 'repository-results', 'aria-live': 'polite' });

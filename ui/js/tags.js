@@ -18,12 +18,10 @@ async function eachLimited(items, limit, keepGoing, work) {
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
-export async function renderTags({ main, params, isCurrent, setCrumbs, setTitle }) {
+export async function renderTags({ main, params, isCurrent }) {
   const { repository } = params;
   const after = params.after ?? '';
   const earlier = Array.isArray(history.state?.earlier) ? history.state.earlier : [];
-  setCrumbs([['Repositories', href({})], [repository]]);
-  setTitle(repository);
   const heading = el('h1', { tabIndex: -1 }, repository);
   const [page, deletable] = await Promise.all([tagsPage(repository, after, PAGE), mayDelete(repository)]);
   if (!isCurrent()) return;
@@ -90,6 +88,7 @@ export async function renderTags({ main, params, isCurrent, setCrumbs, setTitle 
       fill(4, platformsCell(summary));
     } catch (error) {
       fill(1, el('span', { class: 'error' }, error.message));
+      for (const index of [2, 3, 4]) fill(index, el('span', { class: 'muted' }, '—'));
     }
   });
 }

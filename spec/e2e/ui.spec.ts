@@ -46,10 +46,11 @@ describe('the registry UI over the example server', () => {
     await page.emulateMedia({ colorScheme: 'light' });
   }
 
+  /** `skopeo copy` into the test's server, with the test's own policy and registries configuration. */
   async function skopeoCopy(...args: string[]): Promise<void> {
     const global = ['--policy', join(work, 'policy.json'), '--registries-conf', join(work, 'registries.conf')];
     try {
-      await run('skopeo', [...global, 'copy', '--preserve-digests', '--dest-tls-verify=false', ...args]);
+      await run('skopeo', [...global, 'copy', '--dest-tls-verify=false', ...args]);
     } catch (error) {
       throw new Error(`skopeo copy ${args.join(' ')} failed: ${(error as { stderr?: string }).stderr ?? String(error)}`);
     }
@@ -100,11 +101,13 @@ describe('the registry UI over the example server', () => {
       subject: artifact,
       annotations: { 'org.opencontainers.image.created': '2026-11-30T11:00:00Z', 'org.example.signer': 'release-bot' },
     });
-    await skopeoCopy(`oci:${join(work, 'image')}:v1`, `docker://${host}/demo/app:v1`);
-    await skopeoCopy(`oci:${join(work, 'image')}:v1`, `docker://${host}/demo/app:stable`);
-    await skopeoCopy('--all', `oci:${join(work, 'multi')}:v2`, `docker://${host}/demo/multi:v2`);
-    await skopeoCopy(`oci:${join(work, 'artifact')}:v1`, `docker://${host}/demo/release:v1`);
-    await skopeoCopy(`oci:${join(work, 'signature')}:v1.sig`, `docker://${host}/demo/release:v1.sig`);
+    await skopeoCopy('--preserve-digests', `oci:${join(work, 'image')}:v1`, `docker://${host}/demo/app:v1`);
+    await skopeoCopy('--preserve-digests', `oci:${join(work, 'image')}:v1`, `docker://${host}/demo/app:stable`);
+    await skopeoCopy('--preserve-digests', '--all', `oci:${join(work, 'multi')}:v2`, `docker://${host}/demo/multi:v2`);
+    // The same as Docker schema 2: skopeo converts it to a manifest list over v2s2 images (new digests).
+    await skopeoCopy('--all', '--format', 'v2s2', `oci:${join(work, 'multi')}:v2`, `docker://${host}/demo/docker:v2`);
+    await skopeoCopy('--preserve-digests', `oci:${join(work, 'artifact')}:v1`, `docker://${host}/demo/release:v1`);
+    await skopeoCopy('--preserve-digests', `oci:${join(work, 'signature')}:v1.sig`, `docker://${host}/demo/release:v1.sig`);
     // Enough further repositories for the catalog to need paging past the first page of names.
     const agent = supertest(app);
     for (let index = 0; index < 60; index++) await pushImage(agent, `bulk/r${String(index).padStart(2, '0')}`, makeImage(`bulk ${index}`), 'v1');
@@ -151,6 +154,7 @@ describe('the registry UI over the example server', () => {
     expect(await page.$$eval('.repositories a', (links) => links.map((link) => link.textContent))).toEqual([
       ...Array.from({ length: 10 }, (_, index) => `bulk/r${50 + index}`),
       'demo/app',
+      'demo/docker',
       'demo/multi',
       'demo/release',
     ]);
@@ -159,7 +163,7 @@ describe('the registry UI over the example server', () => {
 
     // Filter as you type: the URL follows, and the list holds only matches.
     await page.fill('#filter', 'demo');
-    await page.waitForFunction("document.querySelectorAll('.repositories a').length === 3");
+    await page.waitForFunction("document.querySelectorAll('.repositories a').length === 4");
     expect(search()).toBe('?q=demo');
     await checkView('repositories-filtered');
 
@@ -238,6 +242,20 @@ describe('the registry UI over the example server', () => {
     await page.waitForSelector('h2:text-is("Referrers (1)")');
     expect(await heading()).toBe(`demo/release@${short(artifact.digest)}`);
   }, 120_000);
+
+  it('shows a Docker manifest list\'s platforms and opens a Docker schema 2 image', async () => {
+    await page.goto(`${server.url}/?repository=demo/docker&reference=v2`);
+    await page.waitForSelector('h2:text-is("Platforms (2)")');
+    expect(await page.textContent('.facts')).toContain('application/vnd.docker.distribution.manifest.list.v2+json');
+    expect((await tableRows('Platforms')).map((row) => [row[0], row[3]])).toEqual([
+      ['linux/amd64', 'application/vnd.docker.distribution.manifest.v2+json'],
+      ['linux/arm64', 'application/vnd.docker.distribution.manifest.v2+json'],
+    ]);
+    await page.click('table a.platform:text-is("linux/amd64")');
+    await page.waitForSelector('h2:text-is("Configuration")');
+    expect(await page.textContent('section:has(h2:text-is("Configuration"))')).toContain('linux/amd64');
+    expect((await tableRows('Layers'))[0][1]).toBe('application/vnd.docker.image.rootfs.diff.tar');
+  }, 30_000);
 
   it('pages through a repository\'s tags, 50 at a time, and back', async () => {
     const agent = supertest(app);

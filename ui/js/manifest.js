@@ -182,7 +182,7 @@ function historySection(history, layers) {
     return dated ? [formatTime(step.created), ...cells] : cells;
   });
   const columns = dated ? ['Created', 'Step', 'Layer size'] : ['Step', 'Layer size'];
-  return el('section', {}, el('h2', {}, `History (${history.length} steps)`), table('History', columns, rows, 'history'));
+  return el('section', {}, el('h2', {}, `History (${history.length} ${history.length === 1 ? 'step' : 'steps'})`), table('History', columns, rows, 'history'));
 }
 
 function layersSection(repository, layers) {

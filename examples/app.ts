@@ -1,7 +1,8 @@
 /**
  * The example registry as an Express app: the registry router under `/v2`, the registry UI at `/`,
  * a push form at `/push.html` whose `POST /api/artifacts` turns files into an OCI artifact through
- * the multer bridge, and the operator's endpoints `/metrics`, `/healthz` and `/readyz`.
+ * the multer bridge, `GET /api/usage?repository=<name>` (a repository's storage usage under its
+ * quota), and the operator's endpoints `/metrics`, `/healthz` and `/readyz`.
  * `server.ts` runs it; tests build it over their own storage.
  */
 import express, { type NextFunction, type Request, type Response } from 'express';
@@ -87,6 +88,9 @@ export function createExampleApp(options: ExampleAppOptions): { app: express.Exp
       (pushed) => res.status(201).json(pushed),
       next,
     );
+  });
+  app.get('/api/usage', (req: Request, res: Response, next: NextFunction) => {
+    registry.usage(String(req.query.repository ?? '')).then((usage) => res.json(usage), next);
   });
   app.use(createRegistryUi({ registry, title: 'express-oci-registry', links: [{ href: 'push.html', text: 'Push an artifact' }] }));
   app.use(express.static(publicDirectory()));

@@ -9,9 +9,14 @@
  *   NOTIFY_URLS=http://127.0.0.1:9000/events npm start   # webhooks, comma-separated
  *
  * Metrics are at /metrics, liveness at /healthz, readiness (storage reachable) at /readyz.
+ *
+ * Policies (docs/policies.md): QUOTA_BYTES=<n> gives every repository a quota of n bytes,
+ * IMMUTABLE_TAGS=<regular expression> makes matching tags immutable, and RETENTION_KEEP_LAST=<n>
+ * keeps each repository's n most recently set tags: a garbage collection at start and every hour
+ * untags the rest and reclaims what they alone held.
  */
 import { resolve } from 'node:path';
-import { FileSystemStorage } from '../lib';
+import { FileSystemStorage, type RegistryOptions } from '../lib';
 import { createExampleApp } from './app';
 
 // Every fsync and file operation holds one of libuv's threads (4 by default) until it returns, so
@@ -34,18 +39,44 @@ const { app, registry } = createExampleApp({
   logEvent: (line) => console.log(line),
   readOnly: process.env.READ_ONLY === '1',
   notifications,
+  ...policiesFromEnvironment(),
 });
 
 process.on('SIGUSR2', () => {
   registry.setReadOnly(!registry.isReadOnly());
   console.log(`read-only mode ${registry.isReadOnly() ? 'on' : 'off'}`);
 });
+if (process.env.RETENTION_KEEP_LAST) {
+  const collect = () =>
+    registry.collectGarbage().then(
+      ({ tagsRemoved, manifestsDeleted, bytesFreed }) => console.log(`retention removed ${tagsRemoved.length} tags; ${manifestsDeleted} manifests and ${bytesFreed} bytes collected`),
+      (error: unknown) => console.error('garbage collection failed:', error),
+    );
+  void collect();
+  setInterval(collect, 60 * 60 * 1000).unref();
+}
 
 const server = app.listen(port, host, () => {
   const address = server.address();
   const actualPort = typeof address === 'object' && address ? address.port : port;
   console.log(`registry listening on http://${host}:${actualPort} (data in ${root}; the UI is at /)`);
 });
+
+/** The policy options the environment asks for. */
+function policiesFromEnvironment(): Pick<RegistryOptions, 'quota' | 'immutableTags' | 'retention'> {
+  const { QUOTA_BYTES, IMMUTABLE_TAGS, RETENTION_KEEP_LAST } = process.env;
+  return {
+    quota: QUOTA_BYTES ? wholeNumber('QUOTA_BYTES', QUOTA_BYTES) : undefined,
+    immutableTags: IMMUTABLE_TAGS ? new RegExp(IMMUTABLE_TAGS) : undefined,
+    retention: RETENTION_KEEP_LAST ? [{ repositories: '**', keepLast: wholeNumber('RETENTION_KEEP_LAST', RETENTION_KEEP_LAST) }] : undefined,
+  };
+}
+
+function wholeNumber(name: string, value: string): number {
+  const number = Number(value);
+  if (!Number.isSafeInteger(number) || number < 0) throw new Error(`${name} must be a whole number of bytes or tags, not ${value}`);
+  return number;
+}
 
 // Exit cleanly on a signal, so exit hooks such as `node --cpu-prof` get to write their output.
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {

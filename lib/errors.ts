@@ -33,6 +33,11 @@ export interface RegistryErrorOptions {
   status?: number;
   /** Extra response headers (e.g. `Range` on a 416, `Allow` on a 405). */
   headers?: Record<string, string>;
+  /**
+   * The body's `message` instead of the code's standard one. Clients such as skopeo print the
+   * code and message but not the detail, so a refusal the user must act on says why here.
+   */
+  message?: string;
 }
 
 /**
@@ -44,27 +49,31 @@ export class RegistryError extends Error {
   readonly status: number;
   readonly detail: unknown;
   readonly headers: Record<string, string>;
+  /** The body's `message`: the code's standard one unless the thrower gave its own. */
+  readonly bodyMessage: string;
 
   constructor(code: ErrorCode, detail?: unknown, options: RegistryErrorOptions = {}) {
-    super(`${code}: ${ERROR_CODES[code].message}`);
+    super(`${code}: ${options.message ?? ERROR_CODES[code].message}`);
     this.name = 'RegistryError';
     this.code = code;
     this.status = options.status ?? ERROR_CODES[code].status;
     this.detail = detail ?? null;
     this.headers = options.headers ?? {};
+    this.bodyMessage = options.message ?? ERROR_CODES[code].message;
   }
 
   /** The JSON body the spec defines for errors. */
   toBody(): { errors: { code: ErrorCode; message: string; detail: unknown }[] } {
-    return { errors: [{ code: this.code, message: ERROR_CODES[this.code].message, detail: this.detail }] };
+    return { errors: [{ code: this.code, message: this.bodyMessage, detail: this.detail }] };
   }
 }
 
 /**
  * Writes `error` as an OCI error response. Anything that is not a {@link RegistryError} becomes
- * a 500 `UNKNOWN` whose detail does not leak internals.
+ * a 500 `UNKNOWN` whose detail does not leak internals. With `keepOpen` the whole response is
+ * written but not ended, for the caller to end once the request is done with.
  */
-export function sendError(res: ServerResponse, error: unknown): void {
+export function sendError(res: ServerResponse, error: unknown, { keepOpen = false } = {}): void {
   const registryError = error instanceof RegistryError ? error : new RegistryError('UNKNOWN', 'internal error');
   if (res.headersSent) {
     res.destroy();
@@ -75,5 +84,6 @@ export function sendError(res: ServerResponse, error: unknown): void {
   for (const [name, value] of Object.entries(registryError.headers)) res.setHeader(name, value);
   res.setHeader('Content-Type', 'application/json; charset=utf-8');
   res.setHeader('Content-Length', Buffer.byteLength(body));
-  res.end(body);
+  if (keepOpen) res.write(body);
+  else res.end(body);
 }

@@ -80,7 +80,21 @@ export {
   type ManifestStore,
   type ManifestRecord,
   type StoredManifest,
+  type TagRecord,
+  type StoreHooks,
+  type Headroom,
 } from './store';
+export { QuotaPolicy, type QuotaOption, type QuotaRule, type QuotaUsage } from './policies/quota';
+export { immutableTagHooks, immutableTagPredicate, type ImmutableTagsOption } from './policies/immutable-tags';
+export {
+  applyRetention,
+  validateRetention,
+  type RetentionRule,
+  type RetentionOptions,
+  type RetentionResult,
+  type RemovedTag,
+} from './policies/retention';
+export { globMatcher } from './policies/patterns';
 export {
   multerStorage,
   type MulterStorageOptions,

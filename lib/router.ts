@@ -17,6 +17,9 @@ import type { StorageAdapter } from './storage/adapter';
 import { RegistryEvents, type RegistryEventMap, type RequestInfo, type RouteName } from './events';
 import { checkStorage } from './health';
 import { Notifier, type NotificationEndpoint } from './notifications/notifier';
+import { immutableTagHooks, immutableTagPredicate, type ImmutableTagsOption } from './policies/immutable-tags';
+import { QuotaPolicy, type QuotaOption, type QuotaUsage } from './policies/quota';
+import { applyRetention, validateRetention, type RetentionResult, type RetentionRule } from './policies/retention';
 import { startRequest, trackRequest, withOrigin } from './request-log';
 import { observeStorage } from './storage/observed';
 import { RegistryStore, type CollectOptions, type CollectionReport } from './store';
@@ -87,6 +90,24 @@ export interface RegistryOptions {
    * demand either way, with these settings as its defaults.
    */
   garbageCollection?: { interval?: number; grace?: number; untagged?: number } | false;
+  /**
+   * Storage quotas: the bytes of distinct blobs a repository (or every repository under a
+   * namespace, together) may hold. A push that would go over is refused with 403 `DENIED` as
+   * soon as that is known. See docs/policies.md.
+   */
+  quota?: QuotaOption;
+  /**
+   * Tags that, once set, can be neither moved to another manifest nor deleted (403 `DENIED`);
+   * pushing the same manifest again succeeds. See docs/policies.md.
+   */
+  immutableTags?: ImmutableTagsOption;
+  /**
+   * Rules for which tags to keep; {@link RegistryRouter.applyRetention} removes the rest (the
+   * garbage collector then reclaims what they alone held). Immutable tags are always kept.
+   */
+  retention?: RetentionRule[];
+  /** The clock, in milliseconds since the epoch: tags record when they were set by it, and retention ages them by it. Default `Date.now`. */
+  clock?: () => number;
 }
 
 /** The router {@link createRegistryRouter} returns: an Express router with the registry's events, store and maintenance calls. */
@@ -121,9 +142,22 @@ export interface RegistryRouter extends Router {
   /**
    * Runs one garbage collection over the storage (see the README's Garbage collection section)
    * and resolves to its report. Safe while this and other processes serve pushes and pulls from
-   * the same storage; rejects with `CollectionRunningError` while another collection runs.
+   * the same storage; rejects with `CollectionRunningError` while another collection runs. With
+   * `retention` rules, it first untags what they do not keep (listing it only, in a dry run), and
+   * reclaims what those tags alone held; the report's `tagsRemoved` lists them.
    */
   collectGarbage(options?: CollectOptions): Promise<CollectionReport>;
+  /**
+   * What `repository`'s blobs take under its quota, counted now: the repository's own usage, or
+   * its namespace's when it shares one. `limit` is undefined when it has no quota.
+   */
+  usage(repository: string): Promise<QuotaUsage>;
+  /**
+   * Applies the `retention` rules: untags what they do not keep (or, with `dryRun`, only lists
+   * it). Resolves to no removals when the router has no rules. {@link collectGarbage} does this
+   * first in every collection; this runs it alone, leaving the manifests for a later collection.
+   */
+  applyRetention(options?: { dryRun?: boolean }): Promise<RetentionResult>;
 }
 
 const DAY = 24 * 60 * 60 * 1000;
@@ -208,6 +242,11 @@ const routerLog = moduleLogger('router')({});
 export function createRegistryRouter(options: RegistryOptions): RegistryRouter {
   const events = new RegistryEvents();
   const storage = observeStorage(options.storage, events);
+  const now = options.clock ?? Date.now;
+  const quota = new QuotaPolicy(options.quota ?? {}, storage, now);
+  const isImmutable = options.immutableTags === undefined ? undefined : immutableTagPredicate(options.immutableTags);
+  const retention = options.retention ?? [];
+  validateRetention(retention);
   const store = new RegistryStore(storage, {
     events,
     maxBlobSize: options.maxBlobSize,
@@ -215,6 +254,8 @@ export function createRegistryRouter(options: RegistryOptions): RegistryRouter {
     bodyIdleTimeout: options.bodyIdleTimeout,
     progressInterval: options.progressInterval,
     allowSparseManifests: options.allowSparseManifests,
+    hooks: { ...(options.quota === undefined ? {} : quota.hooks()), ...(isImmutable ? immutableTagHooks(isImmutable) : {}) },
+    now,
   });
   if (options.onRequest) events.on('requestCompleted', options.onRequest);
   let readOnly = options.readOnly ?? false;
@@ -238,8 +279,12 @@ export function createRegistryRouter(options: RegistryOptions): RegistryRouter {
     events: store.events,
     store,
     purgeStaleUploads: (age = maxAge) => purgeTimed(store, age),
-    collectGarbage: (collect: CollectOptions = {}) =>
-      store.collector.collect({ grace: collection?.grace, untagged: collection?.untagged, uploadMaxAge: maxAge, ...collect }),
+    collectGarbage: async (collect: CollectOptions = {}) => {
+      const released = retention.length > 0 ? (await router.applyRetention({ dryRun: collect.dryRun })).tagsRemoved : [];
+      return store.collector.collect({ grace: collection?.grace, untagged: collection?.untagged, uploadMaxAge: maxAge, released, ...collect });
+    },
+    usage: (repository: string) => quota.usage(validateName(repository)),
+    applyRetention: ({ dryRun = false } = {}) => applyRetention(store, retention, { dryRun, now: now(), protect: isImmutable }),
     health: (timeout = 5000) => checkStorage(storage, timeout),
     isReadOnly,
     setReadOnly: (value: boolean | (() => boolean)) => {
@@ -349,13 +394,31 @@ async function dispatch(req: RegistryRequest, res: ServerResponse, { store, opti
     await withOrigin(req, () => (uploadId === undefined ? handler() : store.uploads.withSession(uploadId, handler)));
   } catch (error) {
     if (!(error instanceof RegistryError)) routerLog('error on %s %s: %O', req.method, req.path, error);
-    if (!req.complete) {
-      // The body was not read to its end: close the connection rather than leave it half-read.
-      res.setHeader('Connection', 'close');
-      req.resume();
-    }
-    sendError(res, error);
+    if (req.complete) sendError(res, error);
+    else refuseUnreadBody(req, res, error);
   }
+}
+
+/** Most milliseconds a refused request's remaining body is read and dropped before its connection closes. */
+const LINGER = 2000;
+
+/**
+ * Answers a request whose body was not read to its end (a refusal from its Content-Length, or
+ * one mid-stream), then closes the connection rather than read the next request from the middle
+ * of this body. The answer goes out whole at once; the connection then stays open, dropping what
+ * the client still sends, until the body ends, the client closes, or `LINGER` ms pass: closed
+ * while the client is still writing, the client would see a reset instead of the answer.
+ */
+function refuseUnreadBody(req: RegistryRequest, res: ServerResponse, error: unknown): void {
+  res.setHeader('Connection', 'close');
+  sendError(res, error, { keepOpen: true });
+  if (res.destroyed || res.writableEnded) return;
+  const timer = setTimeout(() => res.destroy(), LINGER);
+  timer.unref();
+  res.once('close', () => clearTimeout(timer));
+  req.once('end', () => res.end());
+  req.on('error', () => res.destroy());
+  req.resume();
 }
 
 /** Percent-decodes a path parameter; a malformed escape is left as is and then fails validation. */

@@ -42,7 +42,7 @@ class UploadHandler {
     this.log('started upload %s', session.id);
     if (monolithicDigest) {
       try {
-        await this.appendBody(session);
+        await this.appendBody(session, monolithicDigest);
         await store.uploads.complete(session, monolithicDigest);
       } catch (error) {
         // The client never learnt this session's id, so nothing can resume it.
@@ -90,7 +90,7 @@ class UploadHandler {
   async complete(): Promise<void> {
     const digest = parseDigest(this.context.query.get('digest'));
     const session = await this.findSession();
-    if (hasBody(this.context.req)) await this.appendBody(session);
+    if (hasBody(this.context.req)) await this.appendBody(session, digest);
     const { size } = await this.context.store.uploads.complete(session, digest);
     this.log('committed %s (%d bytes)', digest.value, size);
     this.sendBlobCreated(digest);
@@ -111,8 +111,9 @@ class UploadHandler {
   /**
    * Appends the request body, applying the spec's chunk rules: a Content-Range must start at the
    * stored size and agree with Content-Length; without one the body is appended as it streams.
+   * `digest` is the blob's, when the request names it.
    */
-  private async appendBody(session: UploadSession): Promise<number> {
+  private async appendBody(session: UploadSession, digest?: Digest): Promise<number> {
     const { req, store } = this.context;
     const size = await store.uploads.size(session);
     const contentRange = req.headers['content-range'];
@@ -131,6 +132,7 @@ class UploadHandler {
     const newSize = await store.uploads.append(session, size, requestBody(req, 'BLOB_UPLOAD_INVALID'), {
       declaredLength,
       announcedLength: contentLength === undefined ? undefined : Number(contentLength),
+      digest,
     });
     if (declaredLength !== undefined && newSize - size !== declaredLength) {
       throw rangeError(newSize, `the chunk declared ${declaredLength} bytes but ${newSize - size} arrived`);

@@ -36,11 +36,21 @@ export class BlobStore {
   ) {}
 
   /**
-   * Makes a blob visible in `repository`. The link is written first, then touched (see
-   * {@link CollectionMarks}), then checked, so that no collection can remove it or its content
-   * once this resolves.
+   * Makes a blob visible in `repository`, after `prepare` (which publishes its content), if the
+   * policies admit it (a quota: 403 `DENIED` otherwise, and neither step runs). The link is
+   * written first, then touched (see {@link CollectionMarks}), then checked, so that no
+   * collection can remove it or its content once this resolves.
    */
-  async link(repository: string, digest: Digest, size: number): Promise<void> {
+  async link(repository: string, digest: Digest, size: number, prepare?: () => Promise<void>): Promise<void> {
+    const write = async () => {
+      await prepare?.();
+      await this.writeLink(repository, digest, size);
+    };
+    const { admitBlob } = this.shared.hooks;
+    await (admitBlob ? admitBlob(repository, digest, size, write) : write());
+  }
+
+  private async writeLink(repository: string, digest: Digest, size: number): Promise<void> {
     const { adapter } = this.shared;
     const key = blobLinkKey(repository, digest);
     for (let attempt = 1; ; attempt++) {
@@ -64,6 +74,7 @@ export class BlobStore {
     const { adapter, events } = this.shared;
     if (!(await adapter.getDocument(blobLinkKey(repository, digest)))) return false;
     await adapter.deleteDocument(blobLinkKey(repository, digest));
+    await this.shared.hooks.blobRemoved?.(repository);
     await events.publish('blobDeleted', { repository, digest: digest.value });
     return true;
   }

@@ -40,6 +40,12 @@ export interface CollectOptions {
   dryRun?: boolean;
   /** Upload sessions started longer ago than this many milliseconds are removed too. Default 7 days. */
   uploadMaxAge?: number;
+  /**
+   * Tags that retention removed just before (or, in a dry run, would remove): they count as gone,
+   * and the manifests they named, with the referrers that follow those, are collected like old
+   * untagged ones whatever `untagged` says, unless another tag, index or subject keeps them.
+   */
+  released?: readonly { repository: string; tag: string; digest: string }[];
 }
 
 /** What a collection removed (or, in a dry run, would remove). */
@@ -54,6 +60,8 @@ export interface CollectionReport {
   bytesFreed: number;
   /** Abandoned upload sessions removed (the purger's rule). */
   uploadsPurged: number;
+  /** The tags retention removed first (see {@link CollectOptions.released}). */
+  tagsRemoved: { repository: string; tag: string; digest: string }[];
   /** Condemned items that a request relied on before the second pass, and that were kept. */
   revived: number;
   durationMs: number;
@@ -124,6 +132,7 @@ export class GarbageCollector {
         contentDeleted: 0,
         bytesFreed: 0,
         uploadsPurged: 0,
+        tagsRemoved: [...(options.released ?? [])],
         revived: 0,
         durationMs: 0,
         dryRun,
@@ -307,14 +316,17 @@ export class GarbageCollector {
       const document = digest && (await adapter.getDocument(manifestLinkKey(repository, digest)));
       if (digest && document) revisions.set(digest.value, JSON.parse(document.toString('utf8')) as ManifestRecord);
     }
+    const released = (options.released ?? []).filter((removed) => removed.repository === repository);
     const roots = new Set<string>();
     for await (const tag of this.pages(tagsPrefix(repository))) {
       const document = await adapter.getDocument(tagsPrefix(repository) + tag);
-      if (document) roots.add((JSON.parse(document.toString('utf8')) as { digest: string }).digest);
+      const digest = document && (JSON.parse(document.toString('utf8')) as { digest: string }).digest;
+      if (digest && !released.some((removed) => removed.tag === tag && removed.digest === digest)) roots.add(digest);
     }
+    const releasedRevisions = followingSubjects(revisions, new Set(released.map((removed) => removed.digest)));
     for (const [digest, record] of revisions) {
       const age = record.at === undefined ? Number.POSITIVE_INFINITY : now - Date.parse(record.at);
-      if (options.untagged === undefined || !(age > options.untagged)) roots.add(digest);
+      if (!releasedRevisions.has(digest) && (options.untagged === undefined || !(age > options.untagged))) roots.add(digest);
     }
 
     // What each revision references; one that cannot be read keeps the whole repository as it is.
@@ -414,6 +426,21 @@ export class GarbageCollector {
       after = page[page.length - 1];
     }
   }
+}
+
+/** `digests` with every revision whose subject is among them, transitively (the signature of a signature). */
+function followingSubjects(revisions: Map<string, ManifestRecord>, digests: Set<string>): Set<string> {
+  const all = new Set(digests);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const [digest, record] of revisions) {
+      if (record.subject !== undefined && all.has(record.subject) && !all.has(digest)) {
+        all.add(digest);
+        grew = true;
+      }
+    }
+  }
+  return all;
 }
 
 /**

@@ -7,21 +7,28 @@ import { BlobStore } from './blobs';
 import { GarbageCollector } from './collector';
 import { ManifestStore } from './manifests';
 import { CollectionMarks } from './marks';
-import { DEFAULT_LIMITS, type StoreLimits, type StoreShared } from './shared';
+import { DEFAULT_LIMITS, type StoreHooks, type StoreLimits, type StoreShared } from './shared';
 import { UploadStore, type StoredBlob } from './uploads';
 
 export { BlobStore, type BlobInfo } from './blobs';
 export { GarbageCollector, CollectionRunningError, type CollectOptions, type CollectionReport } from './collector';
-export { ManifestStore, type ManifestRecord, type StoredManifest } from './manifests';
-export { DEFAULT_LIMITS, type StoreLimits } from './shared';
+export { ManifestStore, type ManifestRecord, type StoredManifest, type TagRecord } from './manifests';
+export { DEFAULT_LIMITS, type Headroom, type StoreHooks, type StoreLimits } from './shared';
 export { UploadStore, type AppendOptions, type StoredBlob, type UploadSession } from './uploads';
 
-/** Settings of a {@link RegistryStore}: the limits every stored blob is held to, each defaulting as in {@link DEFAULT_LIMITS}, and what a manifest may reference. */
+/**
+ * Settings of a {@link RegistryStore}: the limits every stored blob is held to (each defaulting
+ * as in {@link DEFAULT_LIMITS}), what a manifest may reference, the policies' hooks, and the clock.
+ */
 export interface RegistryStoreOptions extends Partial<StoreLimits> {
   /** Accept manifests whose blobs or child manifests are not in the repository. Default false. */
   allowSparseManifests?: boolean;
   /** Where changes are announced; a new emitter by default. */
   events?: RegistryEvents;
+  /** How policies take part in the store's writes (see `lib/policies/`); default none. */
+  hooks?: StoreHooks;
+  /** Milliseconds since the epoch, as tags record when they were set. Default `Date.now`. */
+  now?: () => number;
 }
 
 /**
@@ -42,9 +49,9 @@ export class RegistryStore {
   readonly collector: GarbageCollector;
 
   constructor(adapter: StorageAdapter, options: RegistryStoreOptions = {}) {
-    const { allowSparseManifests = false, events = new RegistryEvents(), ...limitOptions } = options;
+    const { allowSparseManifests = false, events = new RegistryEvents(), hooks = {}, now = Date.now, ...limitOptions } = options;
     const limits = Object.freeze({ ...DEFAULT_LIMITS, ...definedOnly(limitOptions) });
-    const shared: StoreShared = { adapter, events, limits };
+    const shared: StoreShared = { adapter, events, limits, hooks, now };
     this.events = shared.events;
     this.limits = limits;
     const marks = new CollectionMarks(adapter);
@@ -62,7 +69,7 @@ export class RegistryStore {
   async putBlob(repository: string, data: Readable | Buffer, digest?: Digest): Promise<StoredBlob> {
     const session = await this.uploads.start(repository, digest?.algorithm);
     try {
-      await this.uploads.append(session, 0, Buffer.isBuffer(data) ? Readable.from([data]) : data, Buffer.isBuffer(data) ? { announcedLength: data.length } : {});
+      await this.uploads.append(session, 0, Buffer.isBuffer(data) ? Readable.from([data]) : data, { announcedLength: Buffer.isBuffer(data) ? data.length : undefined, digest });
       return await this.uploads.completeAs(session, digest);
     } catch (error) {
       await this.uploads.cancel(session);

@@ -26,6 +26,14 @@ export interface StoredManifest extends ManifestRecord {
 
 /** How often a revision is written again when a collector deleted it just before the writer's touch. */
 const STORE_ATTEMPTS = 3;
+/** A tag as stored: the manifest it names and when it was last set. */
+export interface TagRecord {
+  tag: string;
+  /** `algorithm:hex` of the manifest. */
+  digest: string;
+  /** When the tag was last set (ISO 8601); undefined for a tag stored before tags recorded it. */
+  at?: string;
+}
 
 /**
  * Manifests, tags and referrers over the registry's storage. Writes go in an order that never
@@ -44,8 +52,9 @@ export class ManifestStore {
   /**
    * Validates and stores a manifest pushed to `reference`, moving the tag when it is one (or,
    * for a push by digest, every tag of `tags`). Throws `DIGEST_INVALID` when a digest reference
-   * does not match the bytes, `MANIFEST_INVALID` for a malformed manifest, and
-   * `MANIFEST_BLOB_UNKNOWN` when a blob or child manifest it references is not in the repository.
+   * does not match the bytes, `MANIFEST_INVALID` for a malformed manifest,
+   * `MANIFEST_BLOB_UNKNOWN` when a blob or child manifest it references is not in the repository,
+   * and `DENIED` when a policy keeps one of the tags where it is.
    */
   async put(
     repository: string,
@@ -60,13 +69,19 @@ export class ManifestStore {
       throw new RegistryError('DIGEST_INVALID', `the manifest has digest ${digest.value}, not ${reference.digest.value}`);
     }
     const manifest = parseManifest(body, contentType);
+    const { adapter, hooks } = this.shared;
+    const tagged = reference.tag !== undefined ? [reference.tag] : tags;
+    // Checked before anything is written, so a refused push leaves nothing behind.
+    const current = new Map<string, string | undefined>();
+    for (const tag of tagged) {
+      current.set(tag, (await this.tagTarget(repository, tag))?.value);
+      hooks.checkTag?.(repository, tag, current.get(tag), digest.value);
+    }
     await this.checkReferences(repository, manifest);
     await this.storeRevision(repository, digest, manifest, body);
-    const { adapter } = this.shared;
-    const tagged = reference.tag !== undefined ? [reference.tag] : tags;
     for (const tag of tagged) {
       await adapter.putDocument(digestTagsPrefix(repository, digest) + tag, Buffer.alloc(0));
-      await adapter.putDocument(tagKey(repository, tag), toJson({ digest: digest.value }));
+      await this.setTag(repository, tag, digest, current.get(tag));
     }
     await this.blobs.registerRepository(repository);
     await this.shared.events.publish('manifestPushed', {
@@ -138,19 +153,21 @@ export class ManifestStore {
     return body;
   }
 
-  /** Removes a manifest from `repository` with every tag naming it and its referrer entry; false when it was not there. */
+  /**
+   * Removes a manifest from `repository` with every tag naming it and its referrer entry; false
+   * when it was not there. `DENIED` (and nothing removed) when a policy keeps one of its tags.
+   */
   async delete(repository: string, digest: Digest): Promise<boolean> {
     const manifest = await this.resolve(repository, { digest });
     if (!manifest) return false;
-    const { adapter } = this.shared;
+    const { adapter, hooks } = this.shared;
     const candidates = digestTagsPrefix(repository, digest);
+    const entries = await adapter.listDocuments(candidates);
     const tags: string[] = [];
-    for (const tag of await adapter.listDocuments(candidates)) {
-      const target = await this.tagTarget(repository, tag);
-      if (target?.value === digest.value) {
-        await adapter.deleteDocument(tagKey(repository, tag));
-        tags.push(tag);
-      }
+    for (const tag of entries) if ((await this.tagTarget(repository, tag))?.value === digest.value) tags.push(tag);
+    for (const tag of tags) hooks.checkTag?.(repository, tag, digest.value, undefined);
+    for (const tag of entries) {
+      if (tags.includes(tag)) await adapter.deleteDocument(tagKey(repository, tag));
       await adapter.deleteDocument(candidates + tag);
     }
     if (manifest.subject) await adapter.deleteDocument(referrerKey(repository, parseDigest(manifest.subject), digest));
@@ -159,13 +176,28 @@ export class ManifestStore {
     return true;
   }
 
-  /** Removes a tag, leaving the manifest; false when there was no such tag. */
-  async deleteTag(repository: string, tag: string): Promise<boolean> {
-    const target = await this.tagTarget(repository, tag);
-    if (!target) return false;
+  /**
+   * Removes a tag, leaving the manifest; false when there was no such tag, or (with `onlyIf`)
+   * when it was set again since that record was read. `DENIED` when a policy keeps the tag.
+   */
+  async deleteTag(repository: string, tag: string, onlyIf?: TagRecord): Promise<boolean> {
+    const record = await this.readTag(repository, tag);
+    if (!record) return false;
+    if (onlyIf && (onlyIf.digest !== record.digest || onlyIf.at !== record.at)) return false;
+    this.shared.hooks.checkTag?.(repository, tag, record.digest, undefined);
     await this.shared.adapter.deleteDocument(tagKey(repository, tag));
-    await this.shared.events.publish('tagDeleted', { repository, tag, digest: target.value });
+    await this.shared.events.publish('tagDeleted', { repository, tag, digest: record.digest });
     return true;
+  }
+
+  /** Every tag of `repository` with the manifest it names and when it was set, in tag order. */
+  async tagRecords(repository: string): Promise<TagRecord[]> {
+    const records: TagRecord[] = [];
+    for (const tag of await this.shared.adapter.listDocuments(tagsPrefix(repository))) {
+      const record = await this.readTag(repository, tag);
+      if (record) records.push(record);
+    }
+    return records;
   }
 
   /** Tags of `repository` in code unit order, paged; `NAME_UNKNOWN` for a repository that was never pushed to. */
@@ -210,9 +242,33 @@ export class ManifestStore {
     }
   }
 
-  private async tagTarget(repository: string, tag: string): Promise<Digest | undefined> {
+  /**
+   * Points `tag` at `digest`, recording when. A write-once tag that named nothing when the push
+   * was checked is created only if it still names nothing; when another push set it meanwhile,
+   * that push's manifest is checked against this one as if it had been there all along.
+   */
+  private async setTag(repository: string, tag: string, digest: Digest, current: string | undefined): Promise<void> {
+    const { adapter, hooks, now } = this.shared;
+    const document = toJson({ digest: digest.value, at: new Date(now()).toISOString() });
+    if (!hooks.isWriteOnce?.(repository, tag)) {
+      await adapter.putDocument(tagKey(repository, tag), document);
+      return;
+    }
+    if (current !== undefined) return;
+    if (await adapter.putDocument(tagKey(repository, tag), document, { ifAbsent: true })) return;
+    hooks.checkTag?.(repository, tag, (await this.tagTarget(repository, tag))?.value, digest.value);
+  }
+
+  private async readTag(repository: string, tag: string): Promise<TagRecord | undefined> {
     const document = await this.shared.adapter.getDocument(tagKey(repository, tag));
-    return document && parseDigest((fromJson(document) as { digest: string }).digest);
+    if (!document) return undefined;
+    const { digest, at } = fromJson(document) as { digest: string; at?: string };
+    return { tag, digest, at };
+  }
+
+  private async tagTarget(repository: string, tag: string): Promise<Digest | undefined> {
+    const record = await this.readTag(repository, tag);
+    return record && parseDigest(record.digest);
   }
 }
 

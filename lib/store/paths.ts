@@ -11,12 +11,16 @@
  * repositories/<name>/
  *   _blobs/<algorithm>/<hex>                     link {size}: the blob is visible in <name>
  *   _manifests/<algorithm>/<hex>                 revision {mediaType, size, subject?}: the manifest is in <name>
- *   _tags/<tag>                                  {digest}: the tag names that manifest
+ *   _tags/<tag>                                  {digest, at}: the tag names that manifest, set at time `at`
  *   _digest-tags/<algorithm>/<hex>/<tag>         empty: <tag> names (or once named) that manifest
  *   _referrers/<algorithm>/<hex>/<algorithm>/<hex>  the referrer's descriptor, under its subject
  * gc/lease/<generation>                          {owner, expiresAt}: the one collection running
  * gc/marks/<item>                                {state: condemned | deleting, at}: the collector means to delete <item>
  * gc/pins/<item>                                 {at}: a request relied on <item> while it was condemned
+ * quotas/repositories/<name>/                    a repository's own quota (lib/policies/quota.ts)
+ *   _usage                                       {bytes, blobs, limit, countedAt}: its usage when last counted
+ *   _claims/<id>                                 {digest, size, at}: a blob being linked under the quota now
+ * quotas/namespaces/<prefix>/                    the same, for a quota every repository under <prefix>/ shares
  * ```
  *
  * A collector's `<item>` is the document key of a blob link, a manifest revision or a manifest's
@@ -56,6 +60,11 @@ export function catalogKey(repository: string): string {
 /** The repository a catalog key (with {@link CATALOG_PREFIX} removed) lists, or undefined for another key. */
 export function repositoryOfCatalogEntry(key: string): string | undefined {
   return key.endsWith(CATALOG_ENTRY) ? key.slice(0, -CATALOG_ENTRY.length) : undefined;
+}
+
+/** Key prefix of the catalog entries of the repositories whose names start with `namespace` (which ends in `/`). */
+export function catalogPrefix(namespace: string): string {
+  return `${CATALOG_PREFIX}${namespace}`;
 }
 
 /** Content key of a digest's bytes; stored once, whichever repositories link to it. */
@@ -143,4 +152,22 @@ const CONTENT_ITEM_PREFIX = 'content/';
 /** The collector's item name for a digest's stored bytes. */
 export function contentItem(digest: Digest): string {
   return CONTENT_ITEM_PREFIX + contentKey(digest);
+}
+
+/**
+ * Key prefix of a quota's documents. `scope` is a repository name, or a namespace ending in `/`;
+ * neither `_usage` nor `_claims` can be a name component, so no two scopes' keys collide.
+ */
+export function quotaPrefix(scope: string): string {
+  return scope.endsWith('/') ? `quotas/namespaces/${scope}` : `quotas/repositories/${scope}/`;
+}
+
+/** Document key of a quota's usage as last counted. */
+export function quotaUsageKey(scope: string): string {
+  return `${quotaPrefix(scope)}_usage`;
+}
+
+/** Key prefix of the claims of blobs being linked under a quota. */
+export function quotaClaimsPrefix(scope: string): string {
+  return `${quotaPrefix(scope)}_claims/`;
 }

@@ -1,4 +1,5 @@
-/** What the store's parts share: the adapter, the event emitter, and the limits uploads are held to. */
+/** What the store's parts share: the adapter, the event emitter, the limits uploads are held to, the policy hooks and the clock. */
+import type { Digest } from '../digest';
 import type { RegistryEvents } from '../events';
 import type { StorageAdapter } from '../storage/adapter';
 
@@ -22,9 +23,43 @@ export const DEFAULT_LIMITS: Readonly<StoreLimits> = {
   progressInterval: 500,
 };
 
+/** Room left under a quota, as an upload sees it before its body streams. */
+export interface Headroom {
+  /** Bytes a new blob may have. */
+  bytes: number;
+  /** The refusal of a blob of `size` bytes (or more), which does not fit. */
+  refuse(size: number): Error;
+}
+
+/**
+ * Where policies (quotas, immutable tags; see `lib/policies/`) take part in the store's writes.
+ * Every hook is optional; without one the store behaves as if the policy allowed everything.
+ */
+export interface StoreHooks {
+  /**
+   * The room a new blob in `repository` has (undefined: no limit); read before a body streams,
+   * so that it is refused early. `digest` is the blob's, when the request names it.
+   */
+  headroom?(repository: string, digest?: Digest): Promise<Headroom | undefined>;
+  /**
+   * Runs `link`, which makes `digest` (`size` bytes) visible in `repository`, if the policies
+   * admit it; throws the refusal otherwise, without running it.
+   */
+  admitBlob?(repository: string, digest: Digest, size: number, link: () => Promise<void>): Promise<void>;
+  /** Told after a blob was unlinked from `repository`. */
+  blobRemoved?(repository: string): Promise<void>;
+  /** Throws unless `tag` in `repository` may go from naming `current` to naming `next` (undefined: no manifest). */
+  checkTag?(repository: string, tag: string, current: string | undefined, next: string | undefined): void;
+  /** Whether `tag` may be set only once: the store then creates it with a conditional write, so that racing pushes cannot both set it. */
+  isWriteOnce?(repository: string, tag: string): boolean;
+}
+
 /** The one value each part of the store is built over; no part reaches the adapter through another. */
 export interface StoreShared {
   readonly adapter: StorageAdapter;
   readonly events: RegistryEvents;
   readonly limits: Readonly<StoreLimits>;
+  readonly hooks: StoreHooks;
+  /** Milliseconds since the epoch; tags record when they were set by it. */
+  readonly now: () => number;
 }

@@ -30,6 +30,8 @@ export interface AppendOptions {
   declaredLength?: number;
   /** Bytes the request says it carries (`Content-Length`), to refuse an oversized blob before reading it. */
   announcedLength?: number;
+  /** The blob's digest, when the request names it (`?digest=`): a blob its quota already counts is not held to the room left. */
+  digest?: Digest;
 }
 
 /** A blob stored from a session whose digest was computed as its bytes arrived. */
@@ -107,21 +109,31 @@ export class UploadStore {
 
   /**
    * Appends `body` to a session stored at `expectedSize` bytes and resolves to the new size,
-   * within `maxBlobSize` and `bodyIdleTimeout`. A concurrent writer or a stale offset fails with
-   * a 416 that reports the stored size.
+   * within `maxBlobSize`, the room its quota leaves (403 `DENIED`), and `bodyIdleTimeout`. A
+   * body that announces its length is refused before it is read. A concurrent writer or a stale
+   * offset fails with a 416 that reports the stored size.
    */
   async append(session: UploadSession, expectedSize: number, body: Readable, options: AppendOptions = {}): Promise<number> {
-    const { adapter, events, limits } = this.shared;
+    const { adapter, events, limits, hooks } = this.shared;
     const { declaredLength } = options;
     const tooLarge = () => new RegistryError('SIZE_INVALID', `blobs are limited to ${limits.maxBlobSize} bytes on this registry`, { status: 413 });
     const announced = declaredLength ?? options.announcedLength;
     if (announced !== undefined && expectedSize + announced > limits.maxBlobSize) throw tooLarge();
+    const room = await hooks.headroom?.(session.repository, options.digest);
+    if (room && announced !== undefined && expectedSize + announced > room.bytes) throw room.refuse(expectedSize + announced);
+    // The quota, when it leaves less room than the size limit, is what a streaming body runs into first.
+    const quotaFirst = declaredLength === undefined && room !== undefined && room.bytes < limits.maxBlobSize;
     const running = this.claimRunningHash(session, expectedSize);
     let lastProgress = Number.NEGATIVE_INFINITY;
     const spec: MeterSpec = {
       hash: running,
-      limit: declaredLength ?? limits.maxBlobSize - expectedSize,
-      overLimit: declaredLength === undefined ? tooLarge : () => rangeError(expectedSize, `the body is longer than the ${declaredLength} bytes its Content-Range declares`),
+      limit: declaredLength ?? (quotaFirst ? room.bytes : limits.maxBlobSize) - expectedSize,
+      overLimit:
+        declaredLength !== undefined
+          ? () => rangeError(expectedSize, `the body is longer than the ${declaredLength} bytes its Content-Range declares`)
+          : quotaFirst
+            ? () => room.refuse(room.bytes + 1)
+            : tooLarge,
       idle: bodyIdleLimit(limits.bodyIdleTimeout, 'BLOB_UPLOAD_INVALID'),
       onBytes: (bytes: number) => {
         const now = Date.now();
@@ -161,13 +173,14 @@ export class UploadStore {
     }
     // Content a collection is deleting may be the very content being committed again: wait for it.
     await this.marks.touch([contentItem(digest)]);
-    try {
-      await adapter.commitUpload(session.id, size, contentKey(digest));
-    } catch (error) {
-      throw translateUploadError(error, session);
-    }
-    this.runningHashes.delete(session.id);
-    await this.blobs.link(session.repository, digest, size);
+    await this.blobs.link(session.repository, digest, size, async () => {
+      try {
+        await adapter.commitUpload(session.id, size, contentKey(digest));
+      } catch (error) {
+        throw translateUploadError(error, session);
+      }
+      this.runningHashes.delete(session.id);
+    });
     await adapter.deleteDocument(uploadRecordKey(session.id));
     this.knownSessions.delete(session.id);
     await events.publish('blobCommitted', { repository: session.repository, uploadId: session.id, digest: digest.value, size, verifyMs });

@@ -44,10 +44,17 @@ export async function startRecordingProxy(upstreams: URL | URL[]): Promise<Recor
       (upstreamRes) => {
         record.status = upstreamRes.statusCode ?? 0;
         res.writeHead(record.status, upstreamRes.headers);
-        upstreamRes.pipe(res);
+        // An answer that comes before the client has sent its whole body (a refusal) is ended only
+        // once the client stops sending: ending it earlier would close the connection on a client
+        // still writing, which then sees a reset instead of the answer.
+        upstreamRes.pipe(res, { end: false });
+        upstreamRes.once('end', () => (req.complete ? res.end() : req.once('end', () => res.end())));
       },
     );
-    forwarded.on('error', () => res.destroy());
+    forwarded.on('error', () => {
+      if (record.status === 0) res.destroy();
+      else req.unpipe(forwarded).resume();
+    });
     req.pipe(forwarded);
   });
   return { url: server.url, host: `127.0.0.1:${server.port}`, requests, close: server.close };

@@ -119,6 +119,8 @@ export class UploadStore {
     const tooLarge = () => new RegistryError('SIZE_INVALID', `blobs are limited to ${limits.maxBlobSize} bytes on this registry`, { status: 413 });
     const announced = declaredLength ?? options.announcedLength;
     if (announced !== undefined && expectedSize + announced > limits.maxBlobSize) throw tooLarge();
+    // The body may already be flowing (a byte counter listens to it): it waits while the quota is counted.
+    if (hooks.headroom) body.pause();
     const room = await hooks.headroom?.(session.repository, options.digest);
     if (room && announced !== undefined && expectedSize + announced > room.bytes) throw room.refuse(expectedSize + announced);
     // The quota, when it leaves less room than the size limit, is what a streaming body runs into first.

@@ -57,7 +57,7 @@ export {
   assertSafeKey,
 } from './storage/adapter';
 export { MemoryStorage, type MemoryStorageOptions } from './storage/memory';
-export { FileSystemStorage, type FileSystemStorageOptions } from './storage/filesystem';
+export { FileSystemStorage, type FileSystemStorageOptions } from './storage/fs';
 export { RegistryError, ERROR_CODES, sendError, type ErrorCode } from './errors';
 export { validateName, validateTag } from './names';
 export { parseDigest, SUPPORTED_ALGORITHMS, type Digest, type DigestAlgorithm } from './digest';

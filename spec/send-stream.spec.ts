@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { sendStream } from '../lib/context';
-import { FileReader } from '../lib/storage/file-reader';
+import { FileReader } from '../lib/storage/fs/file-reader';
 import { useTempDir } from './support/temp-dir';
 
 const MiB = 1 << 20;

@@ -6,8 +6,8 @@ import fsPromises = require('node:fs/promises');
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { DIRECT_BLOCK, FileAppender, FLUSH_INTERVAL, UploadFlusher } from '../lib/storage/file-appender';
-import { FileSystemStorage } from '../lib/storage/filesystem';
+import { DIRECT_BLOCK, FileAppender, FLUSH_INTERVAL, UploadFlusher } from '../lib/storage/fs/file-appender';
+import { FileSystemStorage } from '../lib/storage/fs';
 import { NotFoundError } from '../lib/storage/adapter';
 import { useTempDir } from './support/temp-dir';
 

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FileReader } from '../lib/storage/file-reader';
+import { FileReader } from '../lib/storage/fs/file-reader';
 
 const MiB = 1 << 20;
 

@@ -1,7 +1,7 @@
 /** The `gc` command: one garbage collection over a storage that servers may be serving at the same time. */
 import { parseArgs } from 'node:util';
 import { CollectionRunningError, RegistryStore, type CollectOptions } from '../store';
-import { FileSystemStorage } from '../storage/filesystem';
+import { FileSystemStorage } from '../storage/fs';
 import type { StorageAdapter } from '../storage/adapter';
 
 /** What `gc --help` prints. */

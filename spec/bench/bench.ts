@@ -19,7 +19,7 @@ import { connect, createServer, type AddressInfo } from 'node:net';
 import os from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DIRECT_BLOCK } from '../../lib/storage/file-appender';
+import { DIRECT_BLOCK } from '../../lib/storage/fs/file-appender';
 
 const MiB = 1 << 20;
 const MB = 1e6;

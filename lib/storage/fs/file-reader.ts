@@ -1,6 +1,6 @@
 import type { FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import type { RecyclingReadable } from './adapter';
+import type { RecyclingReadable } from '../adapter';
 
 /** Bytes per read. */
 const READ_SIZE = 1 << 20;

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { _Object } from '@aws-sdk/client-s3';
-import { moduleLogger } from '../log';
-import type { Bucket } from './s3-bucket';
+import { moduleLogger } from '../../log';
+import type { Bucket } from './bucket';
 
 const log = moduleLogger('s3-claims');
 

@@ -4,7 +4,7 @@ import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { ByteRange } from '../range';
+import type { ByteRange } from '../../range';
 import {
   assertSafeKey,
   NotFoundError,
@@ -14,7 +14,7 @@ import {
   type ListOptions,
   type PutDocumentOptions,
   type StorageAdapter,
-} from './adapter';
+} from '../adapter';
 import { FileAppender, UploadFlusher } from './file-appender';
 import { FileReader } from './file-reader';
 

@@ -12,8 +12,8 @@ import {
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { moduleLogger } from '../log';
-import type { ByteRange } from '../range';
+import { moduleLogger } from '../../log';
+import type { ByteRange } from '../../range';
 import {
   assertSafeKey,
   NotFoundError,
@@ -22,9 +22,9 @@ import {
   type ListOptions,
   type PutDocumentOptions,
   type StorageAdapter,
-} from './adapter';
-import { Bucket, isMissing } from './s3-bucket';
-import { ClaimTable } from './s3-claims';
+} from '../adapter';
+import { Bucket, isMissing } from './bucket';
+import { ClaimTable } from './claims';
 
 const log = moduleLogger('s3');
 const sdkLog = log({ source: 'aws-sdk' });

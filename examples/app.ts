@@ -1,6 +1,6 @@
 /**
- * The example registry as an Express app: the registry router under `/v2`, the registry UI at `/`,
- * a push form at `/push.html` whose `POST /api/artifacts` turns files into an OCI artifact through
+ * The example registry as an Express app: the registry app of the package (the router under
+ * `/v2`), the registry UI at `/`, a push form at `/push.html` whose `POST /api/artifacts` turns files into an OCI artifact through
  * the multer bridge, `GET /api/usage?repository=<name>` (a repository's storage usage under its
  * quota), and the operator's endpoints `/metrics`, `/healthz` and `/readyz`.
  * `server.ts` runs it; tests build it over their own storage.
@@ -11,18 +11,16 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import {
-  createRegistryRouter,
   multerStorage,
   OCI_MANIFEST,
   RegistryError,
-  REGISTRY_EVENT_NAMES,
   sendError,
   type RegistryFileInfo,
-  type RegistryOptions,
   type RegistryRouter,
   validateTag,
 } from '../lib';
 import { registryMetrics, type RegistryMetrics } from '../lib/metrics';
+import { createRegistryApp, type RegistryAppOptions } from '../lib/server';
 import { createRegistryUi } from '../lib/ui';
 
 /** The empty config of an artifact manifest, as `oras push` writes it. */
@@ -38,12 +36,6 @@ interface ArtifactForm {
   artifactType?: string;
 }
 
-/** Options for {@link createExampleApp}. */
-export interface ExampleAppOptions extends RegistryOptions {
-  /** Where each registry event is written as one line; default: nowhere. */
-  logEvent?: (line: string) => void;
-}
-
 /** The push form's files: `examples/public`, beside this file in the sources and two levels up from `dist/examples`. */
 function publicDirectory(): string {
   const beside = join(__dirname, 'public');
@@ -51,10 +43,13 @@ function publicDirectory(): string {
 }
 
 /** Builds the example app, its registry router and the router's metrics (in a prom-client registry of their own). */
-export function createExampleApp(options: ExampleAppOptions): { app: express.Express; registry: RegistryRouter; metrics: RegistryMetrics } {
-  const { logEvent, ...registryOptions } = options;
-  const registry = createRegistryRouter(registryOptions);
-  if (logEvent) logEvents(registry, logEvent);
+export function createExampleApp(options: RegistryAppOptions): { app: express.Express; registry: RegistryRouter; metrics: RegistryMetrics } {
+  const { app, registry } = createRegistryApp(options);
+  return { app, registry, ...addExampleRoutes(app, registry) };
+}
+
+/** Adds the operator's endpoints, the registry UI, the push form and its `POST /api/artifacts` to an app that serves `registry`. */
+export function addExampleRoutes(app: express.Express, registry: RegistryRouter): { metrics: RegistryMetrics } {
   const metrics = registryMetrics(registry, { registry: new Registry() });
 
   const upload = multer({
@@ -69,9 +64,6 @@ export function createExampleApp(options: ExampleAppOptions): { app: express.Exp
     limits: { files: 100, fields: 10 },
   });
 
-  const app = express();
-  app.disable('x-powered-by');
-  app.use(registry);
   app.get('/metrics', metrics.handler);
   // Liveness: the process answers. Readiness: its storage answers too.
   app.get('/healthz', (_req: Request, res: Response) => {
@@ -95,7 +87,7 @@ export function createExampleApp(options: ExampleAppOptions): { app: express.Exp
   app.use(createRegistryUi({ registry, title: 'express-oci-registry', links: [{ href: 'push.html', text: 'Push an artifact' }] }));
   app.use(express.static(publicDirectory()));
   app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => sendError(res, asRegistryError(error)));
-  return { app, registry, metrics };
+  return { metrics };
 }
 
 /** The form upload writes too, so read-only mode refuses it as the registry's own routes do. */
@@ -131,16 +123,4 @@ function asRegistryError(error: unknown): unknown {
   if (!(error instanceof multer.MulterError)) return error;
   if (error.code === 'LIMIT_FILE_SIZE') return new RegistryError('SIZE_INVALID', error.message, { status: 413 });
   return new RegistryError('BLOB_UPLOAD_INVALID', `${error.message}${error.field ? ` (${error.field})` : ''}`);
-}
-
-/** Writes every registry event but `requestStarted` (its `requestCompleted` line follows) as `event <name> key=value …`. */
-function logEvents(registry: RegistryRouter, write: (line: string) => void): void {
-  for (const name of REGISTRY_EVENT_NAMES.filter((event) => event !== 'requestStarted')) {
-    registry.events.on(name, ((payload: Record<string, unknown>) => {
-      const fields = Object.entries(payload)
-        .filter(([, value]) => value !== undefined)
-        .map(([key, value]) => `${key}=${Array.isArray(value) ? value.join(',') : String(value)}`);
-      write(`event ${name} ${fields.join(' ')}`);
-    }) as never);
-  }
 }

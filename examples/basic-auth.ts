@@ -13,8 +13,7 @@ import { randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { resolve } from 'node:path';
-import { basicChallenge, createRegistryRouter, FileSystemStorage, type AccessRequest, type Authorize } from '../lib';
-import { basicCredentials } from '../lib/auth';
+import { basicAuthorize, basicChallenge, basicCredentials, createRegistryRouter, FileSystemStorage, type AccessRequest, type Authorize } from '../lib';
 
 const KEY_LENGTH = 32;
 
@@ -56,30 +55,19 @@ export function mayAccess(user: string, access: AccessRequest): boolean {
   return access.repository.startsWith(`${user}/`);
 }
 
-/**
- * The `authorize` option for a users file. scrypt is slow on purpose, so a verified header is
- * remembered (one push makes many requests with the same header).
- */
-export function basicAuthorize(users: Map<string, { salt: string; hash: Buffer }>): Authorize {
-  const verified = new Map<string, string>();
-  return (req, access) => {
-    const header = req.headers.authorization ?? '';
-    let user = verified.get(header);
-    if (user === undefined) {
-      user = basicUser(req, users);
-      if (user === undefined) return 'unauthenticated';
-      if (verified.size >= 1000) verified.clear();
-      verified.set(header, user);
-    }
-    return mayAccess(user, access) ? true : 'forbidden';
-  };
+/** The `authorize` option for a users file. */
+export function usersAuthorize(users: Map<string, { salt: string; hash: Buffer }>): Authorize {
+  return basicAuthorize({
+    verify: (name, password) => checkPassword(users, name, password),
+    allow: (user, access) => (mayAccess(user, access) ? true : 'forbidden'),
+  });
 }
 
 /** The example app: the registry with Basic auth over `root`. */
 export function createBasicAuthApp(root: string, usersText: string): express.Express {
   const app = express();
   app.disable('x-powered-by');
-  app.use(createRegistryRouter({ storage: new FileSystemStorage({ root }), authorize: basicAuthorize(parseUsers(usersText)), challenge: basicChallenge('example registry') }));
+  app.use(createRegistryRouter({ storage: new FileSystemStorage({ root }), authorize: usersAuthorize(parseUsers(usersText)), challenge: basicChallenge('example registry') }));
   return app;
 }
 

@@ -1,6 +1,7 @@
 /**
- * The example registry: the registry router over embedded filesystem storage, the registry UI at
- * http://127.0.0.1:5000/ (with a push form at /push.html), and every registry event logged to the console.
+ * The example registry: the package's registry server (as `express-oci-registry serve` runs it)
+ * over embedded filesystem storage, with the registry UI at http://127.0.0.1:5000/ (a push form at
+ * /push.html) and every registry event logged to the console.
  *
  *   npm start                     # 127.0.0.1:5000, data in ./registry-data
  *   PORT=5001 HOST=0.0.0.0 DATA_DIR=/var/lib/registry npm start
@@ -15,52 +16,51 @@
  * keeps each repository's n most recently set tags: a garbage collection at start and every hour
  * untags the rest and reclaims what they alone held.
  */
-import { resolve } from 'node:path';
-import { FileSystemStorage, type RegistryOptions } from '../lib';
-import { createExampleApp } from './app';
-
-// Every fsync and file operation holds one of libuv's threads (4 by default) until it returns, so
-// with many concurrent uploads they would queue behind each other. Must be set before the first one.
-process.env.UV_THREADPOOL_SIZE ??= '32';
-
-const port = Number(process.env.PORT ?? 5000);
-const host = process.env.HOST ?? '127.0.0.1';
-const root = resolve(process.env.DATA_DIR ?? 'registry-data');
+import type { RegistryOptions } from '../lib';
+import { closeOnSignals, startRegistryServer } from '../lib/server';
+import { addExampleRoutes } from './app';
 
 const notifications = (process.env.NOTIFY_URLS ?? '')
   .split(',')
   .filter((url) => url !== '')
   .map((url) => ({ url }));
 
-const { app, registry } = createExampleApp({
-  storage: new FileSystemStorage({ root }),
-  // A mirror of part of an image (one platform, say) pushes manifests whose other blobs it lacks.
-  allowSparseManifests: process.env.ALLOW_SPARSE_MANIFESTS === '1',
-  logEvent: (line) => console.log(line),
+startRegistryServer({
+  root: process.env.DATA_DIR ?? 'registry-data',
+  port: Number(process.env.PORT ?? 5000),
+  host: process.env.HOST ?? '127.0.0.1',
   readOnly: process.env.READ_ONLY === '1',
-  notifications,
-  ...policiesFromEnvironment(),
-});
-
-process.on('SIGUSR2', () => {
-  registry.setReadOnly(!registry.isReadOnly());
-  console.log(`read-only mode ${registry.isReadOnly() ? 'on' : 'off'}`);
-});
-if (process.env.RETENTION_KEEP_LAST) {
-  const collect = () =>
-    registry.collectGarbage().then(
-      ({ tagsRemoved, manifestsDeleted, bytesFreed }) => console.log(`retention removed ${tagsRemoved.length} tags; ${manifestsDeleted} manifests and ${bytesFreed} bytes collected`),
-      (error: unknown) => console.error('garbage collection failed:', error),
-    );
-  void collect();
-  setInterval(collect, 60 * 60 * 1000).unref();
-}
-
-const server = app.listen(port, host, () => {
-  const address = server.address();
-  const actualPort = typeof address === 'object' && address ? address.port : port;
-  console.log(`registry listening on http://${host}:${actualPort} (data in ${root}; the UI is at /)`);
-});
+  registry: {
+    // A mirror of part of an image (one platform, say) pushes manifests whose other blobs it lacks.
+    allowSparseManifests: process.env.ALLOW_SPARSE_MANIFESTS === '1',
+    notifications,
+    ...policiesFromEnvironment(),
+  },
+  log: (line) => console.log(line),
+  routes: addExampleRoutes,
+}).then(
+  (running) => {
+    const { registry } = running;
+    closeOnSignals(running);
+    process.on('SIGUSR2', () => {
+      registry.setReadOnly(!registry.isReadOnly());
+      console.log(`read-only mode ${registry.isReadOnly() ? 'on' : 'off'}`);
+    });
+    if (process.env.RETENTION_KEEP_LAST) {
+      const collect = () =>
+        registry.collectGarbage().then(
+          ({ tagsRemoved, manifestsDeleted, bytesFreed }) => console.log(`retention removed ${tagsRemoved.length} tags; ${manifestsDeleted} manifests and ${bytesFreed} bytes collected`),
+          (error: unknown) => console.error('garbage collection failed:', error),
+        );
+      void collect();
+      setInterval(collect, 60 * 60 * 1000).unref();
+    }
+  },
+  (error: Error) => {
+    console.error(`the example registry could not start: ${error.message}`);
+    process.exitCode = 1;
+  },
+);
 
 /** The policy options the environment asks for. */
 function policiesFromEnvironment(): Pick<RegistryOptions, 'quota' | 'immutableTags' | 'retention'> {
@@ -76,12 +76,4 @@ function wholeNumber(name: string, value: string): number {
   const number = Number(value);
   if (!Number.isSafeInteger(number) || number < 0) throw new Error(`${name} must be a whole number of bytes or tags, not ${value}`);
   return number;
-}
-
-// Exit cleanly on a signal, so exit hooks such as `node --cpu-prof` get to write their output.
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    server.close(() => registry.close().finally(() => process.exit(0)));
-    server.closeAllConnections();
-  });
 }

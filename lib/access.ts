@@ -1,8 +1,16 @@
+/** Access control: the actions a request needs, the `authorize` hook's types, the 401 challenges, and asking the hook. */
 import type { IncomingMessage } from 'node:http';
 import { RegistryError } from './errors';
 
 /** What a request may do to a repository. */
 export type Action = 'pull' | 'push' | 'delete';
+
+/** What a read needs. */
+export const PULL: Action[] = ['pull'];
+/** What a push needs: pull too, as in the reference registry, since an upload can mount and probe blobs. */
+export const PUSH: Action[] = ['pull', 'push'];
+/** What a delete needs. */
+export const DELETE: Action[] = ['delete'];
 
 /**
  * One question put to {@link Authorize}: may this request do `actions` on `repository`? The

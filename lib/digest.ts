@@ -1,3 +1,4 @@
+/** Content digests: the supported algorithms, parsing and validating `algorithm:hex`, and running hashes. */
 import { createHash, type Hash } from 'node:crypto';
 import { RegistryError } from './errors';
 

@@ -1,5 +1,3 @@
-import type { ServerResponse } from 'node:http';
-
 /**
  * The error codes of the OCI Distribution Specification v1.1, each with the HTTP status the
  * spec (or, where it is silent, the reference registry) pairs it with and its standard message.
@@ -66,24 +64,4 @@ export class RegistryError extends Error {
   toBody(): { errors: { code: ErrorCode; message: string; detail: unknown }[] } {
     return { errors: [{ code: this.code, message: this.bodyMessage, detail: this.detail }] };
   }
-}
-
-/**
- * Writes `error` as an OCI error response. Anything that is not a {@link RegistryError} becomes
- * a 500 `UNKNOWN` whose detail does not leak internals. With `keepOpen` the whole response is
- * written but not ended, for the caller to end once the request is done with.
- */
-export function sendError(res: ServerResponse, error: unknown, { keepOpen = false } = {}): void {
-  const registryError = error instanceof RegistryError ? error : new RegistryError('UNKNOWN', 'internal error');
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  const body = JSON.stringify(registryError.toBody());
-  res.statusCode = registryError.status;
-  for (const [name, value] of Object.entries(registryError.headers)) res.setHeader(name, value);
-  res.setHeader('Content-Type', 'application/json; charset=utf-8');
-  res.setHeader('Content-Length', Buffer.byteLength(body));
-  if (keepOpen) res.write(body);
-  else res.end(body);
 }

@@ -6,7 +6,7 @@
  */
 export { createRegistryRouter, DEFAULT_MAX_MANIFEST_SIZE, type RegistryOptions, type RegistryRouter } from './router';
 export { REFERRERS_PAGE_SIZE } from './paging';
-export { OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, MAX_TAGS_PER_PUSH, type ManifestReference, type ReferrerDescriptor } from './manifest';
+export { OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, MAX_TAGS_PER_PUSH, type ManifestReference, type ParsedManifest, type ReferrerDescriptor } from './manifest';
 export {
   RegistryEvents,
   REGISTRY_EVENT_NAMES,
@@ -45,6 +45,7 @@ export {
   type AuthorizationResult,
   type Challenge,
 } from './access';
+export { basicAuthorize, basicCredentials, type BasicAuthorizeOptions, type BasicCredentials } from './basic-auth';
 export {
   type StorageAdapter,
   type ContentInfo,
@@ -55,10 +56,12 @@ export {
   UploadConflictError,
   NotFoundError,
   assertSafeKey,
+  pageNames,
 } from './storage/adapter';
 export { MemoryStorage, type MemoryStorageOptions } from './storage/memory';
 export { FileSystemStorage, type FileSystemStorageOptions } from './storage/fs';
-export { RegistryError, ERROR_CODES, sendError, type ErrorCode } from './errors';
+export { RegistryError, ERROR_CODES, type ErrorCode } from './errors';
+export { sendError } from './respond';
 export { validateName, validateTag } from './names';
 export { parseDigest, SUPPORTED_ALGORITHMS, type Digest, type DigestAlgorithm } from './digest';
 export type { ByteRange } from './range';

@@ -1,3 +1,4 @@
+/** Logging through `debug`: one namespace per module, each line carrying the request's fields. */
 import createDebug from 'debug';
 
 /** Debug namespaces are `express-oci-registry:<module>`; enable them with `DEBUG=express-oci-registry:*`. */

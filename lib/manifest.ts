@@ -1,3 +1,4 @@
+/** Manifests as the spec defines them: media types, references (tag or digest), parsing and validation, referrer descriptors. */
 import { parseDigest, type Digest } from './digest';
 import { RegistryError } from './errors';
 import { validateTag } from './names';

@@ -1,3 +1,4 @@
+/** The pass-through every request body flows through: byte count, running hash, size limit and idle timeout. */
 import type { Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { RegistryError, type ErrorCode } from './errors';

@@ -1,3 +1,4 @@
+/** The multer bridge: a multer storage engine that stores each form file as a registry blob. */
 import type { Request } from 'express';
 import { pipeline, Transform, type Readable } from 'node:stream';
 import { parseDigest } from './digest';

@@ -1,3 +1,4 @@
+/** Repository names and tags: the spec's grammars, and their validation. */
 import { RegistryError } from './errors';
 
 // The spec's repository name grammar: path components separated by "/".
@@ -19,13 +20,8 @@ export function validateName(name: string): string {
   return name;
 }
 
-/** Whether `reference` has the shape of a tag (as opposed to a digest). */
-export function isTag(reference: string): boolean {
-  return TAG_PATTERN.test(reference);
-}
-
 /** Throws `TAG_INVALID` unless `tag` is a valid tag. */
 export function validateTag(tag: string): string {
-  if (!isTag(tag)) throw new RegistryError('TAG_INVALID', `invalid tag: ${tag.slice(0, 80)}`);
+  if (!TAG_PATTERN.test(tag)) throw new RegistryError('TAG_INVALID', `invalid tag: ${tag.slice(0, 80)}`);
   return tag;
 }

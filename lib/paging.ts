@@ -1,3 +1,4 @@
+/** Paged lists (tags, catalog): reading `n` and `last`, and cutting a page with its `Link` header. */
 import { RegistryError } from './errors';
 import type { ListOptions } from './storage/adapter';
 

@@ -1,3 +1,4 @@
+/** Byte ranges: upload chunks' `Content-Range`, the `Range` of a session, and blob GETs' `Range`. */
 import { RegistryError } from './errors';
 
 /** An inclusive byte range. */

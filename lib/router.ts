@@ -1,18 +1,19 @@
 // The registry router: routes, access checks, read-only mode, request tracking and the router's own lifecycle.
 import { Router, type NextFunction, type Request, type Response } from 'express';
 import type { ServerResponse } from 'node:http';
-import { DEFAULT_CHALLENGE, enforceAccess, type AccessRequest, type Action, type Authorize, type Challenge } from './access';
-import type { MethodTable, RegistryRequest, ResolvedOptions, ResourceDispatcher, HttpMethod } from './context';
-import { RegistryError, sendError } from './errors';
+import { DEFAULT_CHALLENGE, enforceAccess, PULL, type AccessRequest, type Authorize, type Challenge } from './access';
+import type { HttpMethod, MethodTable, RegistryRequest, RequestContext, ResolvedOptions } from './context';
+import { RegistryError } from './errors';
 import { moduleLogger } from './log';
-import { isName, validateName } from './names';
-import { baseDispatcher } from './resources/base';
-import { blobDispatcher } from './resources/blobs';
-import { catalogDispatcher } from './resources/catalog';
-import { manifestDispatcher } from './resources/manifests';
-import { referrersDispatcher } from './resources/referrers';
-import { tagsDispatcher } from './resources/tags';
-import { uploadDispatcher } from './resources/uploads';
+import { validateName } from './names';
+import { baseMethods } from './resources/base';
+import { blobMethods } from './resources/blobs';
+import { catalogMethods } from './resources/catalog';
+import { manifestMethods } from './resources/manifests';
+import { referrersMethods } from './resources/referrers';
+import { tagsMethods } from './resources/tags';
+import { uploadSessionMethods, uploadStartMethods } from './resources/uploads';
+import { sendError } from './respond';
 import type { StorageAdapter } from './storage/adapter';
 import { RegistryEvents, type RegistryEventMap, type RequestInfo, type RouteName } from './events';
 import { checkStorage } from './health';
@@ -49,7 +50,7 @@ export interface RegistryOptions {
   progressInterval?: number;
   /**
    * Access control: asked for every request, before any storage is touched, whether it may do
-   * the actions its endpoint needs (see the README's table). Default: everything is allowed.
+   * the actions its endpoint needs (docs/security.md has the table). Default: everything is allowed.
    */
   authorize?: Authorize;
   /** The `WWW-Authenticate` challenge of a 401. Default `Basic realm="registry"`. */
@@ -140,7 +141,7 @@ export interface RegistryRouter extends Router {
    */
   close(): Promise<void>;
   /**
-   * Runs one garbage collection over the storage (see the README's Garbage collection section)
+   * Runs one garbage collection over the storage (docs/gc.md)
    * and resolves to its report. Safe while this and other processes serve pushes and pulls from
    * the same storage; rejects with `CollectionRunningError` while another collection runs. With
    * `retention` rules, it first untags what they do not keep (listing it only, in a dry run), and
@@ -165,64 +166,27 @@ const DAY = 24 * 60 * 60 * 1000;
 /** The default of {@link RegistryOptions.maxManifestSize}: the spec asks registries to accept at least 4 MiB. */
 export const DEFAULT_MAX_MANIFEST_SIZE = 4 * 1024 * 1024;
 
+/** A path the registry serves: its pattern, and the method table of the resource behind it. */
 interface Route {
   pattern: RegExp;
   /** Names of the pattern's capture groups, in order; `name` is the repository. */
   params: string[];
+  /** The route's name in metrics and the `debug` namespace of its log lines. */
   module: Exclude<RouteName, 'unknown'>;
-  dispatcher: ResourceDispatcher;
-  /** The actions each method needs on the route's repository; a method absent here is not served. */
-  access: Partial<Record<HttpMethod, Action[]>>;
-  /** Marks the route's question as the catalog's (see {@link AccessRequest.catalog}). */
-  catalog?: true;
-  /** Further access a request needs beyond its own repository (a mount's source). */
-  extraAccess?: (query: URLSearchParams) => AccessRequest[];
+  methods: MethodTable;
 }
 
 // Repository names may contain slashes, so each pattern anchors on the path's fixed tail.
-// Pushing needs pull too, as in the reference registry: an upload can mount and probe blobs.
-const PULL: Action[] = ['pull'];
-const PUSH: Action[] = ['pull', 'push'];
-const DELETE: Action[] = ['delete'];
-export const ROUTES: Route[] = [
-  { pattern: /^\/v2\/?$/, params: [], module: 'base', dispatcher: baseDispatcher, access: { GET: [], HEAD: [] } },
-  // Before the repository routes: `_catalog` is not a repository name. It lists only what the caller may see.
-  { pattern: /^\/v2\/_catalog$/, params: [], module: 'catalog', dispatcher: catalogDispatcher, access: { GET: [] }, catalog: true },
-  {
-    pattern: /^\/v2\/(.+)\/blobs\/uploads\/?$/,
-    params: ['name'],
-    module: 'upload',
-    dispatcher: uploadDispatcher,
-    access: { POST: PUSH },
-    // A malformed `from` mounts nothing (the request opens a session in its own repository), so it needs no access.
-    extraAccess: (query) => {
-      const from = query.get('mount') !== null ? query.get('from') : null;
-      return from !== null && isName(from) ? [{ repository: from, actions: PULL }] : [];
-    },
-  },
-  {
-    pattern: /^\/v2\/(.+)\/blobs\/uploads\/([^/]+)$/,
-    params: ['name', 'uploadId'],
-    module: 'upload',
-    dispatcher: uploadDispatcher,
-    access: { GET: PUSH, HEAD: PUSH, PATCH: PUSH, PUT: PUSH, DELETE: PUSH },
-  },
-  {
-    pattern: /^\/v2\/(.+)\/blobs\/([^/]+)$/,
-    params: ['name', 'digest'],
-    module: 'blob',
-    dispatcher: blobDispatcher,
-    access: { GET: PULL, HEAD: PULL, DELETE },
-  },
-  {
-    pattern: /^\/v2\/(.+)\/manifests\/([^/]+)$/,
-    params: ['name', 'reference'],
-    module: 'manifest',
-    dispatcher: manifestDispatcher,
-    access: { GET: PULL, HEAD: PULL, PUT: PUSH, DELETE },
-  },
-  { pattern: /^\/v2\/(.+)\/tags\/list$/, params: ['name'], module: 'tags', dispatcher: tagsDispatcher, access: { GET: PULL } },
-  { pattern: /^\/v2\/(.+)\/referrers\/([^/]+)$/, params: ['name', 'digest'], module: 'referrers', dispatcher: referrersDispatcher, access: { GET: PULL } },
+const ROUTES: Route[] = [
+  { pattern: /^\/v2\/?$/, params: [], module: 'base', methods: baseMethods },
+  // Before the repository routes: `_catalog` is not a repository name.
+  { pattern: /^\/v2\/_catalog$/, params: [], module: 'catalog', methods: catalogMethods },
+  { pattern: /^\/v2\/(.+)\/blobs\/uploads\/?$/, params: ['name'], module: 'upload', methods: uploadStartMethods },
+  { pattern: /^\/v2\/(.+)\/blobs\/uploads\/([^/]+)$/, params: ['name', 'uploadId'], module: 'upload', methods: uploadSessionMethods },
+  { pattern: /^\/v2\/(.+)\/blobs\/([^/]+)$/, params: ['name', 'digest'], module: 'blob', methods: blobMethods },
+  { pattern: /^\/v2\/(.+)\/manifests\/([^/]+)$/, params: ['name', 'reference'], module: 'manifest', methods: manifestMethods },
+  { pattern: /^\/v2\/(.+)\/tags\/list$/, params: ['name'], module: 'tags', methods: tagsMethods },
+  { pattern: /^\/v2\/(.+)\/referrers\/([^/]+)$/, params: ['name', 'digest'], module: 'referrers', methods: referrersMethods },
 ];
 
 const loggers = new Map(ROUTES.map((route) => [route.module, moduleLogger(route.module)]));
@@ -370,28 +334,27 @@ async function dispatch(req: RegistryRequest, res: ServerResponse, { store, opti
     const query = new URL(req.url ?? '/', 'http://registry.invalid').searchParams;
     const log = loggers.get(route.module)!({ repository: repository || undefined, upload: params.uploadId });
     const mayList = async (name: string) => !access || (await access.authorize(req, { repository: name, actions: PULL, catalog: true })) === true;
-    const context = { req, res, store, options, baseUrl: req.baseUrl, repository, params, query, mayList };
-    const table: MethodTable = route.dispatcher(context, log);
-    const method = req.method as HttpMethod;
-    const handler = table[method];
-    const actions = route.access[method];
-    if (!handler || !actions) {
-      const allow = Object.keys(table).join(', ');
+    const context: RequestContext = { req, res, store, options, baseUrl: req.baseUrl, repository, params, query, mayList };
+    const method = Object.hasOwn(route.methods, req.method ?? '') ? route.methods[req.method as HttpMethod] : undefined;
+    if (!method) {
+      const allow = Object.keys(route.methods).join(', ');
       throw new RegistryError('UNSUPPORTED', `${req.method} is not supported here; allowed: ${allow}`, { headers: { Allow: allow } });
     }
-    if (!READS.includes(method) && isReadOnly()) {
-      const allow = READS.filter((read) => table[read]).join(', ');
+    if (!READS.includes(req.method as HttpMethod) && isReadOnly()) {
+      const allow = READS.filter((read) => route.methods[read]).join(', ');
       throw new RegistryError('UNSUPPORTED', `the registry is read-only for now: ${req.method} is refused until writes are enabled again; pulls still work`, {
         headers: { Allow: allow },
       });
     }
     if (access) {
-      const requests: AccessRequest[] = [{ repository, actions, ...(route.catalog && { catalog: true }) }, ...(route.extraAccess?.(query) ?? [])];
+      const requests: AccessRequest[] = [{ repository, actions: method.actions, ...(method.catalog && { catalog: true }) }, ...(method.extraAccess?.(query) ?? [])];
       await enforceAccess(req, requests, access.authorize, access.challenge);
     }
+    if (method.deletes && !options.deleteEnabled) throw new RegistryError('UNSUPPORTED', 'deleting is disabled on this registry');
     log('%s %s', req.method, req.path);
+    const handle = () => method.handle(context, log);
     const uploadId = params.uploadId;
-    await withOrigin(req, () => (uploadId === undefined ? handler() : store.uploads.withSession(uploadId, handler)));
+    await withOrigin(req, () => (uploadId === undefined ? handle() : store.uploads.withSession(uploadId, handle)));
   } catch (error) {
     if (!(error instanceof RegistryError)) routerLog('error on %s %s: %O', req.method, req.path, error);
     if (req.complete) sendError(res, error);

@@ -1,3 +1,4 @@
+/** The auth examples (Basic from a users file, Bearer through the token service), pushed and pulled through as a client would. */
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

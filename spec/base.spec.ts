@@ -1,5 +1,7 @@
+/** The router itself: `/v2/`, unknown paths, chunk size advertised, prefix mounts, body parsers mounted before it. */
+import express from 'express';
 import supertest from 'supertest';
-import { MemoryStorage } from '../lib';
+import { createRegistryRouter, MemoryStorage } from '../lib';
 import { bytes, makeApp, sha256 } from './support/http';
 
 describe('router', () => {
@@ -41,6 +43,22 @@ describe('router', () => {
     const put = await agent.put(`${patched.headers.location}?digest=${sha256(data)}`).expect(201);
     expect(put.headers.location).toBe(`/r/v2/team/app/blobs/${sha256(data)}`);
     await agent.get(put.headers.location).expect(200);
+  });
+
+  it("mounted under a prefix, serves clients at the host's /v2/ through the README's rewrite", async () => {
+    const app = express();
+    app.use((req, _res, next) => {
+      if (req.url === '/v2' || req.url.startsWith('/v2/')) req.url = `/registry${req.url}`;
+      next();
+    });
+    app.use('/registry', createRegistryRouter({ storage: new MemoryStorage() }));
+    const agent = supertest(app);
+    await agent.get('/v2/').expect(200);
+    const data = bytes(500, 3);
+    const pushed = await agent.post(`/v2/team/app/blobs/uploads/?digest=${sha256(data)}`).set('Content-Type', 'application/octet-stream').send(data).expect(201);
+    expect(pushed.headers.location).toBe(`/registry/v2/team/app/blobs/${sha256(data)}`);
+    expect((await agent.get(`/v2/team/app/blobs/${sha256(data)}`).expect(200)).body).toEqual(data);
+    expect((await agent.get(pushed.headers.location).expect(200)).body).toEqual(data);
   });
 
   it('works behind express.json() and express.urlencoded(), even for JSON-typed bodies', async () => {

@@ -1,3 +1,4 @@
+/** Blob GET, HEAD, ranges and DELETE. */
 import supertest from 'supertest';
 import { MemoryStorage } from '../lib';
 import { bytes, makeApp, sha256 } from './support/http';

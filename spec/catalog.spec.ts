@@ -1,3 +1,4 @@
+/** The catalog: listing, paging and what the caller may pull. */
 import supertest from 'supertest';
 import { MemoryStorage, type StorageAdapter } from '../lib';
 import { builtInStorages } from './support/storages';

@@ -1,3 +1,4 @@
+/** Races: appends to one session, one blob pushed by many sessions, manifest PUTs on one tag. */
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -1,3 +1,4 @@
+/** A client that disconnects at any moment leaves no open file, lock, temp file or half-written content. */
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import http from 'node:http';
 import { tmpdir } from 'node:os';

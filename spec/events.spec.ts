@@ -1,3 +1,4 @@
+/** Each registry event, announced once after the change is stored, whichever way it came in. */
 import express from 'express';
 import supertest from 'supertest';
 import { createRegistryRouter, MemoryStorage, REGISTRY_EVENT_NAMES, type RegistryEventMap, type RegistryEventName, type RegistryRouter } from '../lib';

@@ -1,3 +1,4 @@
+/** The gc command: a collection from the command line over a folder, dry runs, and its usage errors. */
 import supertest from 'supertest';
 import { FileSystemStorage } from '../lib';
 import { gcCommand } from '../lib/cli/gc';

@@ -1,3 +1,4 @@
+/** Garbage collection: what is kept and removed, and every order of a push against each step of the sweep. */
 import express from 'express';
 import supertest from 'supertest';
 import { CollectionRunningError, createRegistryRouter, FileSystemStorage, MemoryStorage, parseDigest, type RegistryRouter, type StorageAdapter } from '../lib';

@@ -1,3 +1,4 @@
+/** Property test: random chunking, ranges, digests, names and bodies never get a 5xx, and every 201 is a verified blob. */
 import { createHash } from 'node:crypto';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import http from 'node:http';

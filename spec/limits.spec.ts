@@ -1,3 +1,4 @@
+/** The limits: blob sizes, sessions per repository, stalled bodies. */
 import { readdir } from 'node:fs/promises';
 import http from 'node:http';
 import { join } from 'node:path';

@@ -1,3 +1,4 @@
+/** Manifest PUT, GET, HEAD and DELETE: validation, media types, tags and referrers. */
 import { Readable } from 'node:stream';
 import supertest from 'supertest';
 import { MemoryStorage, type StorageAdapter } from '../lib';

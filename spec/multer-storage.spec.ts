@@ -1,3 +1,4 @@
+/** The multer bridge: form files stored as blobs, and cleaned up when multer abandons a request. */
 import express, { type NextFunction, type Request, type Response } from 'express';
 import multer from 'multer';
 import supertest from 'supertest';

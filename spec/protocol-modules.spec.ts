@@ -1,5 +1,6 @@
+/** The protocol's small parts on their own: digests, names, tags, ranges, paging, manifest parsing. */
 import { parseDigest, RegistryError } from '../lib';
-import { isTag, validateName, validateTag } from '../lib/names';
+import { validateName, validateTag } from '../lib/names';
 import { parseChunkRange, parseRequestRange, uploadRangeHeader } from '../lib/range';
 
 function codeOf(action: () => unknown): string | undefined {
@@ -32,10 +33,10 @@ describe('repository names and tags', () => {
   it.each(['', 'A', 'a/', '/a', 'a//b', 'a..b', 'a._b', '-a', 'a-', '..', 'a/../b', 'a%2Fb', 'a\0b', 'ä', 'x'.repeat(256)])('refuses the name %p', (name) => {
     expect(codeOf(() => validateName(name))).toBe('400 NAME_INVALID');
   });
-  it('tells tags from digests and validates tags', () => {
-    expect(isTag('latest')).toBe(true);
-    expect(isTag('v1.2_3-rc')).toBe(true);
-    expect(isTag(`sha256:${'a'.repeat(64)}`)).toBe(false);
+  it('validates tags, which a digest is not', () => {
+    expect(validateTag('latest')).toBe('latest');
+    expect(validateTag('v1.2_3-rc')).toBe('v1.2_3-rc');
+    expect(codeOf(() => validateTag(`sha256:${'a'.repeat(64)}`))).toBe('400 TAG_INVALID');
     expect(codeOf(() => validateTag('.hidden'))).toBe('400 TAG_INVALID');
     expect(codeOf(() => validateTag('x'.repeat(129)))).toBe('400 TAG_INVALID');
   });

@@ -1,3 +1,4 @@
+/** Purging stale upload sessions, never one with a request in flight here or in another process. */
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';

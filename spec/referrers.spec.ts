@@ -1,3 +1,4 @@
+/** The referrers API: subjects, artifact type filters, and deletes. */
 import supertest from 'supertest';
 import { MemoryStorage, type StorageAdapter } from '../lib';
 import { builtInStorages } from './support/storages';

@@ -1,3 +1,4 @@
+/** Resuming uploads over FileSystemStorage: after a restart, and after a client disconnects mid-PATCH. */
 import http from 'node:http';
 import supertest from 'supertest';
 import { FileSystemStorage } from '../lib';

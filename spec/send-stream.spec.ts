@@ -1,3 +1,4 @@
+/** sendStream: streamed responses, recycled chunks, and clients that go away. */
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
@@ -5,7 +6,7 @@ import http, { type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { sendStream } from '../lib/context';
+import { sendStream } from '../lib/respond';
 import { FileReader } from '../lib/storage/fs/file-reader';
 import { useTempDir } from './support/temp-dir';
 

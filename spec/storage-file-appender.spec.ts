@@ -1,3 +1,4 @@
+/** FileAppender and UploadFlusher: direct and cached writes, failures, and writeback. */
 import { createHash, randomBytes } from 'node:crypto';
 import { constants, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';

@@ -1,3 +1,4 @@
+/** FileReader: ranges, reads in flight, recycled buffers and read errors. */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';

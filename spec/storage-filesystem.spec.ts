@@ -1,20 +1,23 @@
+/** FileSystemStorage: the adapter test kit, and what is particular to a folder. */
+import { describeStorageAdapter } from 'express-oci-registry/testing';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { FileSystemStorage } from '../lib';
-import { describeStorageAdapterContract } from './support/adapter-contract';
 
 let root: string | undefined;
 
-describeStorageAdapterContract(
+describeStorageAdapter(
   'FileSystemStorage',
   async () => {
     root = await mkdtemp(join(tmpdir(), 'oci-fs-'));
     return new FileSystemStorage({ root });
   },
-  async () => {
-    if (root) await rm(root, { recursive: true, force: true });
+  {
+    cleanup: async () => {
+      if (root) await rm(root, { recursive: true, force: true });
+    },
   },
 );
 

@@ -1,4 +1,5 @@
+/** MemoryStorage against the adapter test kit. */
+import { describeStorageAdapter } from 'express-oci-registry/testing';
 import { MemoryStorage } from '../lib';
-import { describeStorageAdapterContract } from './support/adapter-contract';
 
-describeStorageAdapterContract('MemoryStorage', async () => new MemoryStorage());
+describeStorageAdapter('MemoryStorage', () => new MemoryStorage());

@@ -1,8 +1,9 @@
+/** S3Storage against a real S3 server: the adapter test kit, multipart parts and tails, sealed uploads, two instances, presigned reads. */
+import { describeStorageAdapter, readAll } from 'express-oci-registry/testing';
 import { randomUUID } from 'node:crypto';
 import { ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import supertest from 'supertest';
 import { S3Storage } from '../lib/storage/s3';
-import { describeStorageAdapterContract, readAll } from './support/adapter-contract';
 import { bytes, chunked, listen, makeApp, request, sha256 } from './support/http';
 import { ensureBucket, s3Settings, s3TestStorage, S3_SKIP_REASON } from './support/s3';
 
@@ -15,14 +16,14 @@ if (!settings) {
 } else {
   let cleanup: (() => Promise<void>) | undefined;
   beforeAll(() => ensureBucket(settings));
-  describeStorageAdapterContract(
+  describeStorageAdapter(
     'S3Storage',
-    async () => {
+    () => {
       const test = s3TestStorage(settings);
       cleanup = test.cleanup;
       return test.storage;
     },
-    async () => cleanup?.(),
+    { cleanup: () => cleanup?.() },
   );
 }
 

@@ -1,6 +1,7 @@
+/** The store on its own: putBlob in one call. */
 import { Readable } from 'node:stream';
 import { MemoryStorage, parseDigest, RegistryStore } from '../lib';
-import { readAll } from './support/adapter-contract';
+import { readAll } from 'express-oci-registry/testing';
 import { sha256 } from './support/http';
 
 describe('RegistryStore.putBlob', () => {

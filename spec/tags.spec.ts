@@ -1,3 +1,4 @@
+/** Tag listing and paging. */
 import supertest from 'supertest';
 import { MemoryStorage } from '../lib';
 import { makeApp, sha256 } from './support/http';

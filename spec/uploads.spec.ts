@@ -1,3 +1,4 @@
+/** The upload protocol: sessions, chunks, monolithic uploads, mounts, cancel. */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -5,6 +5,7 @@
  * @packageDocumentation
  */
 export { tokenAuthorize, DEFAULT_TOKEN_ALGORITHMS, type TokenAuthorizeOptions, type RegistryTokenClaims } from './authorize';
-export { createTokenService, basicCredentials, type TokenServiceOptions } from './token-service';
+export { createTokenService, type TokenServiceOptions } from './token-service';
+export { basicCredentials } from '../basic-auth';
 export { keyIds, libtrustKeyId, type TokenKeys } from './keys';
 export { parseScopes, formatScopes, grants, narrow, ANY_ACTION, type ResourceActions } from './scopes';

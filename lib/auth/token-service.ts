@@ -3,6 +3,7 @@ import express, { Router, type Request, type Response } from 'express';
 import { createPrivateKey, createPublicKey, randomUUID, X509Certificate, type KeyObject } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { jwtVerify, SignJWT } from 'jose';
+import { basicCredentials } from '../basic-auth';
 import { moduleLogger } from '../log';
 import { keyIds, splitPem } from './keys';
 import { narrow, parseScopes, formatScopes, type ResourceActions } from './scopes';
@@ -166,15 +167,6 @@ export function createTokenService(options: TokenServiceOptions): Router {
     }),
   );
   return router;
-}
-
-/** The user and password of a Basic `Authorization` header, or undefined. */
-export function basicCredentials(req: IncomingMessage): { user: string; password: string } | undefined {
-  const match = /^Basic\s+([A-Za-z0-9+/=]+)$/i.exec(req.headers.authorization ?? '');
-  if (!match) return undefined;
-  const decoded = Buffer.from(match[1], 'base64').toString('utf8');
-  const colon = decoded.indexOf(':');
-  return colon < 0 ? undefined : { user: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
 }
 
 /**

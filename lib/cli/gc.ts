@@ -89,7 +89,3 @@ async function s3FromEnvironment(): Promise<StorageAdapter | undefined> {
     prefix: env.S3_PREFIX || undefined,
   });
 }
-
-if (require.main === module) {
-  void gcCommand(process.argv.slice(2)).then((code) => (process.exitCode = code));
-}

@@ -1,7 +1,8 @@
-import { sendJson, type ResourceDispatcher } from '../context';
-
 /** `/v2/`: tells clients this is a registry speaking the distribution API. */
-export const baseDispatcher: ResourceDispatcher = ({ res }) => {
-  const check = async () => sendJson(res, 200, {});
-  return { GET: check, HEAD: check };
-};
+import type { MethodSpec, MethodTable } from '../context';
+import { sendJson } from '../respond';
+
+const check: MethodSpec = { actions: [], handle: async ({ res }) => sendJson(res, 200, {}) };
+
+/** The methods of `/v2/`. */
+export const baseMethods: MethodTable = { GET: check, HEAD: check };

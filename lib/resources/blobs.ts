@@ -1,8 +1,11 @@
-import { requireDeleteEnabled, sendEmpty, sendStream, type RequestContext, type ResourceDispatcher } from '../context';
+/** `/v2/<name>/blobs/<digest>`: a blob's bytes, whole or a range, and unlinking it from the repository. */
+import { DELETE, PULL } from '../access';
+import type { MethodTable, RequestContext } from '../context';
 import { parseDigest } from '../digest';
 import { RegistryError } from '../errors';
 import type { Log } from '../log';
 import { parseRequestRange } from '../range';
+import { sendBlob, sendEmpty } from '../respond';
 
 /** One request against `/v2/<name>/blobs/<digest>`. */
 class BlobHandler {
@@ -29,32 +32,16 @@ class BlobHandler {
       sendEmpty(res, 307, { Location: url, 'Docker-Content-Digest': digest.value });
       return;
     }
-    const headers: Record<string, string> = {
-      'Content-Type': 'application/octet-stream',
-      'Docker-Content-Digest': digest.value,
-      'Accept-Ranges': 'bytes',
-      ETag: `"${digest.value}"`,
-      // Content is immutable; no-transform also keeps compression middleware away from blobs.
-      'Cache-Control': 'max-age=31536000, immutable, no-transform',
+    const open = async () => {
+      this.log('sending %s (%d bytes)', digest.value, range ? range.end - range.start + 1 : info.size);
+      return store.blobs.open(digest, range);
     };
-    if (range) headers['Content-Range'] = `bytes ${range.start}-${range.end}/${info.size}`;
-    const length = range ? range.end - range.start + 1 : info.size;
-    res.statusCode = range ? 206 : 200;
-    for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
-    res.setHeader('Content-Length', length);
-    if (!withBody || length === 0) {
-      res.end();
-      return;
-    }
-    const stream = await store.blobs.open(digest, range);
-    this.log('sending %s (%d bytes)', digest.value, length);
-    await sendStream(stream, res);
+    await sendBlob(res, { digest, size: info.size }, range, withBody ? open : undefined);
   }
 
   /** DELETE: unlink the blob from this repository. */
   async delete(): Promise<void> {
-    const { store, repository, options, res } = this.context;
-    requireDeleteEnabled(options);
+    const { store, repository, res } = this.context;
     const digest = parseDigest(this.context.params.digest);
     if (!(await store.blobs.unlink(repository, digest))) {
       throw new RegistryError('BLOB_UNKNOWN', `${digest.value} is not in ${repository}`);
@@ -64,12 +51,9 @@ class BlobHandler {
   }
 }
 
-/** The blob dispatcher: `/v2/<name>/blobs/<digest>`. */
-export const blobDispatcher: ResourceDispatcher = (context, log) => {
-  const handler = new BlobHandler(context, log);
-  return {
-    GET: () => handler.fetch(true),
-    HEAD: () => handler.fetch(false),
-    DELETE: () => handler.delete(),
-  };
+/** The methods of `/v2/<name>/blobs/<digest>`. */
+export const blobMethods: MethodTable = {
+  GET: { actions: PULL, handle: (context, log) => new BlobHandler(context, log).fetch(true) },
+  HEAD: { actions: PULL, handle: (context, log) => new BlobHandler(context, log).fetch(false) },
+  DELETE: { actions: DELETE, deletes: true, handle: (context, log) => new BlobHandler(context, log).delete() },
 };

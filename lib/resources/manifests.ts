@@ -1,10 +1,13 @@
+/** `/v2/<name>/manifests/<reference>`: manifests by tag or digest, pushed, fetched and deleted. */
+import { DELETE, PULL, PUSH } from '../access';
 import { readWholeBody } from '../body';
-import { requireDeleteEnabled, sendEmpty, type RequestContext, type ResourceDispatcher } from '../context';
+import type { MethodTable, RequestContext } from '../context';
 import { RegistryError } from '../errors';
 import type { Log } from '../log';
 import { MAX_TAGS_PER_PUSH, parseReference, type ManifestReference } from '../manifest';
 import { bodyIdleLimit } from '../meter';
 import { validateTag } from '../names';
+import { sendEmpty, sendManifest } from '../respond';
 
 /** One request against `/v2/<name>/manifests/<reference>`, the reference being a tag or a digest. */
 class ManifestHandler {
@@ -38,13 +41,7 @@ class ManifestHandler {
     const reference = this.storedReference;
     const manifest = await manifests.resolve(repository, reference);
     if (!manifest) throw unknown(reference, repository);
-    const body = withBody ? await manifests.read(manifest) : undefined;
-    res.statusCode = 200;
-    res.setHeader('Content-Type', manifest.mediaType);
-    res.setHeader('Docker-Content-Digest', manifest.digest.value);
-    res.setHeader('ETag', `"${manifest.digest.value}"`);
-    res.setHeader('Content-Length', manifest.size);
-    res.end(body);
+    sendManifest(res, manifest, withBody ? await manifests.read(manifest) : undefined);
   }
 
   /**
@@ -82,9 +79,8 @@ class ManifestHandler {
 
   /** DELETE: by digest removes the manifest and its tags; by tag removes only the tag. */
   async delete(): Promise<void> {
-    const { store, repository, options, res } = this.context;
+    const { store, repository, res } = this.context;
     const { manifests } = store;
-    requireDeleteEnabled(options);
     const reference = this.storedReference;
     const { tag, digest } = reference;
     const deleted = tag !== undefined ? await manifests.deleteTag(repository, tag) : await manifests.delete(repository, digest);
@@ -111,13 +107,10 @@ function unknown({ tag, digest }: ManifestReference, repository: string): Regist
   return new RegistryError('MANIFEST_UNKNOWN', `${tag !== undefined ? `tag ${tag}` : digest.value} is not in ${repository}`);
 }
 
-/** The manifest dispatcher: `/v2/<name>/manifests/<reference>`. */
-export const manifestDispatcher: ResourceDispatcher = (context, log) => {
-  const handler = new ManifestHandler(context, log);
-  return {
-    GET: () => handler.fetch(true),
-    HEAD: () => handler.fetch(false),
-    PUT: () => handler.put(),
-    DELETE: () => handler.delete(),
-  };
+/** The methods of `/v2/<name>/manifests/<reference>`. */
+export const manifestMethods: MethodTable = {
+  GET: { actions: PULL, handle: (context, log) => new ManifestHandler(context, log).fetch(true) },
+  HEAD: { actions: PULL, handle: (context, log) => new ManifestHandler(context, log).fetch(false) },
+  PUT: { actions: PUSH, handle: (context, log) => new ManifestHandler(context, log).put() },
+  DELETE: { actions: DELETE, deletes: true, handle: (context, log) => new ManifestHandler(context, log).delete() },
 };

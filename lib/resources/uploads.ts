@@ -1,15 +1,16 @@
+/** `/v2/<name>/blobs/uploads/[<id>]`: the push protocol's upload sessions, mounts and monolithic uploads. */
+import { PULL, PUSH } from '../access';
 import { hasBody, requestBody } from '../body';
-import { sendEmpty, type RequestContext, type ResourceDispatcher } from '../context';
+import type { MethodTable, RequestContext } from '../context';
 import { isDigest, parseAlgorithm, parseDigest, type Digest, type DigestAlgorithm } from '../digest';
 import { RegistryError } from '../errors';
 import type { Log } from '../log';
 import { isName } from '../names';
 import { parseChunkRange, rangeError, uploadRangeHeader } from '../range';
+import { sendEmpty } from '../respond';
 import type { UploadSession } from '../store';
 
-/**
- * One request against `/v2/<name>/blobs/uploads/[<id>]`: the push protocol's upload sessions.
- */
+/** One request against `/v2/<name>/blobs/uploads/[<id>]`. */
 class UploadHandler {
   constructor(
     private readonly context: RequestContext,
@@ -159,15 +160,24 @@ class UploadHandler {
   }
 }
 
-/** The upload dispatcher: `/v2/<name>/blobs/uploads/` starts sessions, `…/uploads/<id>` works on one. */
-export const uploadDispatcher: ResourceDispatcher = (context, log) => {
-  const handler = new UploadHandler(context, log);
-  if (context.params.uploadId === undefined) return { POST: () => handler.start() };
-  return {
-    GET: () => handler.status(),
-    HEAD: () => handler.status(),
-    PATCH: () => handler.append(),
-    PUT: () => handler.complete(),
-    DELETE: () => handler.cancel(),
-  };
+/** The methods of `/v2/<name>/blobs/uploads/`: a mount from another repository also needs pull there. */
+export const uploadStartMethods: MethodTable = {
+  POST: {
+    actions: PUSH,
+    // A malformed `from` mounts nothing (the request opens a session in its own repository), so it needs no access.
+    extraAccess: (query) => {
+      const from = query.get('mount') !== null ? query.get('from') : null;
+      return from !== null && isName(from) ? [{ repository: from, actions: PULL }] : [];
+    },
+    handle: (context, log) => new UploadHandler(context, log).start(),
+  },
+};
+
+/** The methods of `/v2/<name>/blobs/uploads/<id>`. */
+export const uploadSessionMethods: MethodTable = {
+  GET: { actions: PUSH, handle: (context, log) => new UploadHandler(context, log).status() },
+  HEAD: { actions: PUSH, handle: (context, log) => new UploadHandler(context, log).status() },
+  PATCH: { actions: PUSH, handle: (context, log) => new UploadHandler(context, log).append() },
+  PUT: { actions: PUSH, handle: (context, log) => new UploadHandler(context, log).complete() },
+  DELETE: { actions: PUSH, handle: (context, log) => new UploadHandler(context, log).cancel() },
 };

@@ -1,10 +1,11 @@
+/** The storage adapter interface the registry writes through, its errors, and the helpers adapters share. */
 import type { Readable } from 'node:stream';
 import type { ByteRange } from '../range';
 
 /**
  * A content stream that takes its chunks back for reuse. The router hands each chunk to
  * {@link recycle} once the socket has taken it, so the stream can read into that memory again:
- * with a new buffer per chunk, a 1 GiB download leaves 1 GiB of buffers to the garbage collector.
+ * with a new buffer per chunk, a download leaves as many bytes of buffers as it sent to the garbage collector.
  * Other consumers never call it, and then the stream keeps allocating.
  */
 export interface RecyclingReadable extends Readable {

@@ -1,3 +1,4 @@
+/** MemoryStorage: the registry in process memory, for tests, examples and short-lived registries. */
 import { Readable } from 'node:stream';
 import type { ByteRange } from '../range';
 import {

@@ -108,7 +108,7 @@ interface Plan {
  * The garbage collector. A collection runs under a lease (one at a time per storage), and in two
  * passes over a fresh mark each: the first condemns everything unreferenced, the second deletes
  * what its own mark still finds unreferenced, unless a request pinned it meanwhile (see
- * {@link CollectionMarks} and the README's argument). Memory grows with the number of distinct
+ * {@link CollectionMarks} and the argument in docs/gc.md). Memory grows with the number of distinct
  * live digests, not with content size; every listing is paged.
  */
 export class GarbageCollector {

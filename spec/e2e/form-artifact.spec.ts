@@ -1,3 +1,4 @@
+/** The example's form: files pushed as an OCI artifact, pulled back with skopeo byte for byte. */
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

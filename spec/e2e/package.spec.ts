@@ -1,11 +1,22 @@
+/** The package as users install it: the packed tarball in fresh apps, its entry points and types, its bin and its test kit. */
 import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { serveCommand } from '../../lib/cli/serve-command';
+import { startServerProcess, type ExampleServer } from '../support/example-server';
+import { blobPath, layoutManifests, sameFileContents, writeImageLayout, type GeneratedImage } from '../support/oci-layout';
+import { deletePrefix, ensureBucket, s3Settings, S3_SKIP_REASON } from '../support/s3';
+import { skopeoIn, type Skopeo } from '../support/skopeo';
+import { S3Storage } from '../../lib/storage/s3';
 
 const run = promisify(execFile);
 const projectRoot = resolve(__dirname, '../..');
+const s3 = s3Settings();
+/** The line the bin prints once it listens. */
+const LISTENING = /registry listening on (http:\/\/\S+)/;
 
 /** The files under `folder` in the project, as package paths. */
 function projectFiles(folder: string): string[] {
@@ -89,11 +100,11 @@ describe('the package as users install it', () => {
 
   beforeAll(async () => {
     work = mkdtempSync(join(tmpdir(), 'oci-package-'));
-    // Pack a copy of the project, so the build that `prepack` runs never rewrites the dist/ that
+    // Pack a copy of the project, so the build that `prepare` runs never rewrites the dist/ that
     // other suites may be reading.
     const source = join(work, 'source');
     mkdirSync(source);
-    for (const entry of ['package.json', 'tsconfig.json', 'README.md', 'lib', 'examples', 'ui']) {
+    for (const entry of ['package.json', 'tsconfig.json', 'README.md', 'LICENSE', 'lib', 'examples', 'ui']) {
       cpSync(join(projectRoot, entry), join(source, entry), { recursive: true });
     }
     symlinkSync(join(projectRoot, 'node_modules'), join(source, 'node_modules'), 'dir');
@@ -105,12 +116,15 @@ describe('the package as users install it', () => {
 
   afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-  it('holds the CommonJS and ESM entry points with their types, the UI\'s entry and files, and nothing unneeded', () => {
+  it("holds the CommonJS and ESM entry points with their types, the UI's entry and files, the bin, the licence, and nothing unneeded", () => {
     expect(files).toEqual(
-      expect.arrayContaining(['dist/lib/index.js', 'dist/lib/index.mjs', 'dist/lib/index.d.ts', 'dist/lib/index.d.mts', 'dist/lib/ui/index.js', 'dist/lib/ui/index.d.ts']),
+      expect.arrayContaining([
+        'dist/lib/index.js', 'dist/lib/index.mjs', 'dist/lib/index.d.ts', 'dist/lib/index.d.mts', 'dist/lib/ui/index.js', 'dist/lib/ui/index.d.ts',
+        'dist/lib/cli/main.js', 'dist/lib/testing/index.d.ts', 'LICENSE',
+      ]),
     );
     expect(files.filter((path) => path.startsWith('ui/'))).toEqual(projectFiles('ui'));
-    const unexpected = files.filter((path) => !/^dist\/lib\/.+\.(js|mjs|d\.ts|d\.mts)$/.test(path) && !path.startsWith('ui/') && !['package.json', 'README.md'].includes(path));
+    const unexpected = files.filter((path) => !/^dist\/lib\/.+\.(js|mjs|d\.ts|d\.mts)$/.test(path) && !path.startsWith('ui/') && !['package.json', 'README.md', 'LICENSE'].includes(path));
     expect(unexpected).toEqual([]);
   });
 
@@ -183,6 +197,133 @@ metrics.registry.metrics().then((text) => console.log(JSON.stringify({ mounts: /
     // No output and exit 0: both resolve their entry's types, and the @ts-expect-error below is used.
     await expect(run(process.execPath, [tsc, ...args], { cwd: app })).resolves.toMatchObject({ stdout: '' });
   }, 120_000);
+
+  describe('installed for its bin and its adapter test kit', () => {
+    let app: string;
+    let bin: string;
+    let skopeo: Skopeo;
+    let image: GeneratedImage;
+    let server: ExampleServer | undefined;
+    const layout = () => join(app, 'image');
+    const data = () => join(app, 'data');
+
+    beforeAll(async () => {
+      app = join(work, 'bin-app');
+      mkdirSync(app);
+      writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'consumer-bin', private: true }));
+      await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', tarball, 'express@5', 'bcryptjs@3'], { cwd: app });
+      bin = join(app, 'node_modules', '.bin', 'express-oci-registry');
+      image = await writeImageLayout(layout(), { tag: 'v1', fileSizes: [1000, 300_000] });
+      skopeo = await skopeoIn(app, () => `server log:\n${server?.logTail()}`);
+    }, 120_000);
+
+    afterEach(async () => {
+      await server?.stop();
+      server = undefined;
+    });
+
+    const serve = async (...flags: string[]) => {
+      server = await startServerProcess(bin, ['serve', '--root', data(), '--port', '0', ...flags], {}, LISTENING);
+      return new URL(server.url).host;
+    };
+
+    it('serves a folder behind htpasswd sign-in: skopeo pushes and pulls an image with credentials, and is refused without', async () => {
+      const { stdout: users } = await run('htpasswd', ['-Bbn', 'alice', 'alice secret']);
+      writeFileSync(join(app, 'users.htpasswd'), users);
+      const host = await serve('--htpasswd', join(app, 'users.htpasswd'));
+      const target = `docker://${host}/demo/app:v1`;
+      await expect(skopeo('copy', '--preserve-digests', '--dest-tls-verify=false', `oci:${layout()}:v1`, target)).rejects.toThrow(/authentication required|unauthorized/i);
+      await skopeo('copy', '--preserve-digests', '--dest-tls-verify=false', '--dest-creds', 'alice:alice secret', `oci:${layout()}:v1`, target);
+      const pulled = join(app, 'pulled');
+      await skopeo('copy', '--preserve-digests', '--src-tls-verify=false', '--src-creds', 'alice:alice secret', target, `oci:${pulled}:v1`);
+      expect((await layoutManifests(pulled)).map((entry) => entry.digest)).toEqual([image.manifest.digest]);
+      for (const layer of image.layers) expect(await sameFileContents(blobPath(layout(), layer.digest), blobPath(pulled, layer.digest))).toBe(true);
+      expect(server!.logTail()).toContain('event manifestPushed repository=demo/app');
+      expect(await server!.stop()).toEqual({ code: 0, signal: null });
+    }, 120_000);
+
+    it('--read-only serves what is stored and refuses every write with 405 UNSUPPORTED', async () => {
+      const writable = await serve();
+      await skopeo('copy', '--preserve-digests', '--dest-tls-verify=false', `oci:${layout()}:v1`, `docker://${writable}/demo/stored:v1`);
+      await server!.stop();
+      const host = await serve('--read-only');
+      const pulled = join(app, 'pulled-read-only');
+      await skopeo('copy', '--preserve-digests', '--src-tls-verify=false', `docker://${host}/demo/stored:v1`, `oci:${pulled}:v1`);
+      expect((await layoutManifests(pulled)).map((entry) => entry.digest)).toEqual([image.manifest.digest]);
+      await expect(skopeo('copy', '--preserve-digests', '--dest-tls-verify=false', `oci:${layout()}:v1`, `docker://${host}/demo/other:v1`)).rejects.toThrow(/read-only/);
+      const refused = await fetch(`http://${host}/v2/demo/stored/manifests/v1`, { method: 'DELETE' });
+      expect(refused.status).toBe(405);
+      expect(refused.headers.get('allow')).toBe('GET, HEAD');
+      expect(await refused.json()).toMatchObject({ errors: [{ code: 'UNSUPPORTED' }] });
+    }, 120_000);
+
+    (s3 ? it : it.skip)(`serves an S3 bucket from the --s3-* flags, the SDK loaded only then: skopeo pushes and pulls${s3 ? '' : ` ${S3_SKIP_REASON}`}`, async () => {
+      const settings = s3!;
+      // The versions the project's own install holds, so npm takes them from its cache.
+      const sdk = ['@aws-sdk/client-s3', '@aws-sdk/s3-request-presigner'].map((name) => `${name}@${require(`${name}/package.json`).version}`);
+      await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', ...sdk], { cwd: app });
+      await ensureBucket(settings);
+      const prefix = `bin-${randomUUID()}`;
+      const flags = ['--s3-bucket', settings.bucket, '--s3-endpoint', settings.endpoint!, '--s3-region', settings.region!, '--s3-prefix', prefix, '--s3-force-path-style', '--s3-part-size-mib', '5'];
+      const env = { AWS_ACCESS_KEY_ID: settings.credentials!.accessKeyId, AWS_SECRET_ACCESS_KEY: settings.credentials!.secretAccessKey };
+      server = await startServerProcess(bin, ['serve', '--port', '0', ...flags], env, LISTENING);
+      const host = new URL(server.url).host;
+      const storage = new S3Storage({ ...settings, prefix });
+      try {
+        expect(server.logTail()).toContain(`data in bucket ${settings.bucket}/${prefix}`);
+        await skopeo('copy', '--preserve-digests', '--dest-tls-verify=false', `oci:${layout()}:v1`, `docker://${host}/demo/s3:v1`);
+        const pulled = join(app, 'pulled-s3');
+        await skopeo('copy', '--preserve-digests', '--src-tls-verify=false', `docker://${host}/demo/s3:v1`, `oci:${pulled}:v1`);
+        expect((await layoutManifests(pulled)).map((entry) => entry.digest)).toEqual([image.manifest.digest]);
+        expect(await storage.listDocuments('')).not.toEqual([]);
+      } finally {
+        await deletePrefix(storage.client, settings.bucket, `${prefix}/`);
+        storage.client.destroy();
+      }
+    }, 120_000);
+
+    it('--help lists the subcommands and every flag of serve; gc runs; a bad flag, value or command exits 2 and says what is wrong', async () => {
+      const { stdout: help } = await run(bin, ['serve', '--help']);
+      for (const flag of serveCommand.flags) expect(help).toContain(`--${flag.name}`);
+      expect((await run(bin, ['--help'])).stdout).toMatch(/^  serve .*\n  gc /m);
+      expect((await run(bin, ['gc', '--help'])).stdout).toContain('--untagged <seconds>');
+      expect(JSON.parse((await run(bin, ['gc', '--root', data(), '--dry-run'])).stdout)).toMatchObject({ dryRun: true });
+      const failures: [string[], string][] = [
+        [['serve', '--prot', '5000'], "Unknown option '--prot'"],
+        [['serve', '--port', 'http'], "--port must be a whole number from 0 to 65535, not 'http'"],
+        [['serve', '--s3-region', 'eu-west-1'], '--s3-region needs --s3-bucket'],
+        [['serve', '--root', 'x', '--s3-bucket', 'y'], '--root and --s3-bucket exclude each other'],
+        [['srve'], "unknown command 'srve'"],
+      ];
+      for (const [args, message] of failures) {
+        await expect(run(bin, args, { cwd: app })).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining(message) });
+      }
+    });
+
+    it('exports the adapter test kit, which runs under node:test and fails an adapter that breaks the contract', async () => {
+      writeFileSync(
+        join(app, 'kit.test.cjs'),
+        `const test = require('node:test');
+const { describeStorageAdapter } = require('express-oci-registry/testing');
+const { MemoryStorage } = require('express-oci-registry');
+/** Appends wherever the upload ends, whatever offset the caller expected. */
+class LooseStorage extends MemoryStorage {
+  async appendUpload(id, expected, body) {
+    return super.appendUpload(id, (await this.uploadSize(id)) ?? expected, body);
+  }
+}
+describeStorageAdapter(process.env.ADAPTER, () => (process.env.ADAPTER === 'loose' ? new LooseStorage() : new MemoryStorage()), { runner: test });
+`,
+      );
+      const kit = (adapter: string) => run(process.execPath, ['--test', 'kit.test.cjs'], { cwd: app, env: { ...process.env, ADAPTER: adapter } });
+      const passed = await kit('memory');
+      expect(passed.stdout).toMatch(/^# fail 0$/m);
+      expect(passed.stdout).toMatch(/^# pass (1\d|[2-9]\d)$/m);
+      const failed = await kit('loose').then(() => undefined, (error: { code: number; stdout: string }) => error);
+      expect(failed?.code).toBe(1);
+      expect(failed?.stdout).toMatch(/^\s*not ok \d+ - refuses an append at the wrong offset/m);
+    });
+  });
 });
 
 /** A TypeScript consumer; if the package's types were missing or loose, the @ts-expect-error would be unused and fail. */

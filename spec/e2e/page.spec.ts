@@ -1,3 +1,4 @@
+/** The example's page driven in headless Chromium: push through the form, browse, download. */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -8,22 +8,21 @@
  * (`npm test` builds it first), with 5 MiB parts and a 2 s claim lease so a dead process's
  * claim expires quickly.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { promisify } from 'node:util';
 import { S3Storage } from '../../lib/storage/s3';
 import { bytes, chunked, request, sha256 } from '../support/http';
 import { blobPath, sameFileContents, writeImageLayout, type GeneratedImage } from '../support/oci-layout';
 import { startRecordingProxy, type RecordingProxy } from '../support/recording-proxy';
 import { deletePrefix, ensureBucket, s3Settings, S3_SKIP_REASON } from '../support/s3';
+import { skopeoIn } from '../support/skopeo';
 
-const runFile = promisify(execFile);
 const INSTANCE = resolve(__dirname, '..', 'support', 's3-instance.js');
 const MiB = 1024 * 1024;
 const LEASE_MS = 2000;
@@ -96,18 +95,8 @@ interface Instance {
     return `${what}\n${instances.map((instance, index) => `instance ${index}:\n${instance.log()}`).join('\n')}`;
   }
 
-  async function skopeo(...args: string[]): Promise<void> {
-    const global = ['--policy', join(work, 'policy.json'), '--registries-conf', join(work, 'registries.conf')];
-    try {
-      await runFile('skopeo', [...global, ...args], { maxBuffer: 16 * MiB });
-    } catch (error) {
-      throw new Error(explain(`skopeo ${args.join(' ')} failed: ${(error as { stderr?: string }).stderr ?? String(error)}`));
-    }
-  }
-
   it('takes a skopeo push and pull through the round-robin proxy', async () => {
-    await writeFile(join(work, 'policy.json'), JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
-    await writeFile(join(work, 'registries.conf'), '');
+    const skopeo = await skopeoIn(work, () => explain('the instances:'));
     const source = join(work, 'image');
     const copy = join(work, 'pulled');
     const image: GeneratedImage = await writeImageLayout(source, { tag: 'v1', fileSizes: [3000, 11 * MiB + 17] });

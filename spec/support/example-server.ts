@@ -1,3 +1,4 @@
+/** Registry server processes for the tests: the compiled example server, or any command that prints `listening on <url>`. */
 import { execFile, spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -6,7 +7,13 @@ import { promisify } from 'node:util';
 const run = promisify(execFile);
 const projectRoot = resolve(__dirname, '../..');
 
-/** The example server (`examples/server.ts`) running as a child process. */
+/** How a server process ended. */
+export interface ServerExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+/** A server (the example server, the package's bin, the reference registry) running as a child process. */
 export interface ExampleServer {
   /** `http://127.0.0.1:<port>` */
   url: string;
@@ -14,7 +21,8 @@ export interface ExampleServer {
   logTail(): string;
   /** Sends the server process a signal (e.g. SIGUSR2, which switches read-only mode). */
   signal(signal: NodeJS.Signals): void;
-  stop(): Promise<void>;
+  /** Sends SIGTERM (unless it has exited) and resolves once it has exited. */
+  stop(): Promise<ServerExit>;
 }
 
 /**
@@ -67,11 +75,11 @@ export function startServerProcess(command: string, args: string[], env: Record<
   };
   child.stdout.on('data', keep);
   child.stderr.on('data', keep);
-  const exited = new Promise<void>((resolveExit) => child.once('exit', () => resolveExit()));
+  const exited = new Promise<ServerExit>((resolveExit) => child.once('exit', (code, signal) => resolveExit({ code, signal })));
   const logTail = () => lines.slice(-40).join('\n');
   const stop = async () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-    await exited;
+    return exited;
   };
   return new Promise((resolveStart, rejectStart) => {
     const onOutput = (chunk: Buffer) => {

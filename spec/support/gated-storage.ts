@@ -1,3 +1,4 @@
+/** A storage whose adapter calls can be held at gates, to order a request against a collection step by step. */
 import { MemoryStorage, type StorageAdapter } from '../../lib';
 
 /** Which adapter call a gate or watch waits for: the method's name and its arguments. */

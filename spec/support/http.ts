@@ -1,3 +1,4 @@
+/** HTTP helpers for the specs: a host app with the router, digests, test bytes, listening, raw requests. */
 import { createHash } from 'node:crypto';
 import express from 'express';
 import http, { type IncomingHttpHeaders } from 'node:http';

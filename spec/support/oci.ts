@@ -1,3 +1,4 @@
+/** OCI test data: media types, descriptors, generated images, and pushing them. */
 import type supertest from 'supertest';
 import { sha256 } from './http';
 

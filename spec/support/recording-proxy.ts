@@ -1,3 +1,4 @@
+/** A loopback proxy that records every request it forwards (round-robin over several upstreams). */
 import http from 'node:http';
 import { listen } from './http';
 

@@ -1,3 +1,4 @@
+/** The S3 server the S3 suites run against: its settings, the test bucket, storages under fresh prefixes. */
 import { randomUUID } from 'node:crypto';
 import { CreateBucketCommand, DeleteObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { S3Storage, type S3StorageOptions } from '../../lib/storage/s3';

@@ -1,3 +1,4 @@
+/** What a FileSystemStorage root holds: open files, files, and only verified content. */
 import { createHash } from 'node:crypto';
 import { readdir, readFile, readlink, stat } from 'node:fs/promises';
 import { join, relative } from 'node:path';

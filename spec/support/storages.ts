@@ -1,3 +1,4 @@
+/** The built-in storages, each made fresh with its cleanup, for suites that run over all of them. */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -1,3 +1,4 @@
+/** Requests held open mid-body, and waiting for what the server stored. */
 import http, { type IncomingHttpHeaders } from 'node:http';
 import { request, sha256 } from './http';
 

@@ -1,3 +1,4 @@
+/** A fresh temporary folder per test. */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

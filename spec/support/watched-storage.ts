@@ -1,3 +1,4 @@
+/** A storage that records every adapter call, to check that nothing touched it. */
 import { MemoryStorage, type StorageAdapter } from '../../lib';
 
 /** A MemoryStorage that records the name of every adapter method called on it. */

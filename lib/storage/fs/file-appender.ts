@@ -1,3 +1,4 @@
+/** Appending an upload body to a file: aligned blocks written past the page cache, and background writeback. */
 import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { Writable } from 'node:stream';
@@ -9,9 +10,9 @@ const WRITE_AHEAD = 8 << 20;
 export const FLUSH_INTERVAL = 32 << 20;
 
 /**
- * Size of the blocks a {@link FileAppender} gathers bytes into for writes past the page cache.
- * Measured here, the disk took 1 MiB direct writes as fast as 16 MiB ones; 2 MiB keeps the few
- * blocks an upload holds cheap.
+ * Size of the blocks a {@link FileAppender} gathers bytes into for writes past the page cache:
+ * large enough that the disk takes them at full speed (docs/performance.md), small enough that
+ * the few blocks an upload holds stay cheap.
  */
 export const DIRECT_BLOCK = 2 << 20;
 

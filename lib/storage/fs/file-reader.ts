@@ -1,3 +1,4 @@
+/** Reading a range of a file as a stream, with reads in flight ahead of the consumer and buffers it hands back. */
 import type { FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import type { RecyclingReadable } from '../adapter';
@@ -15,9 +16,9 @@ interface PendingRead {
 
 /**
  * Streams bytes `start` to `end` (inclusive) of an open file, keeping several positional reads in
- * flight on libuv's threads. One read at a time left the socket waiting on each 1 MiB copy out of
- * the page cache; with three in flight a 1 GiB blob GET measured 1.3x to 1.8x faster here. Ends early, at
- * the first short read, when the file is shorter than `end`. Closes the handle when done. Full
+ * flight on libuv's threads: with one read at a time the socket waits on each copy out of the page
+ * cache (docs/performance.md has the figures). Ends early, at the first short read, when the file
+ * is shorter than `end`. Closes the handle when done. Full
  * reads go into buffers the consumer hands back through {@link recycle} when it does, so a
  * download allocates a few buffers, not one per MiB.
  */

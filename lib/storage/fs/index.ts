@@ -1,3 +1,4 @@
+/** FileSystemStorage: the registry in a folder, the embedded default. */
 import { randomUUID } from 'node:crypto';
 import { link, mkdir, open, readFile, readdir, readlink, rename, rm, rmdir, stat, symlink, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
@@ -25,9 +26,9 @@ export interface FileSystemStorageOptions {
   /**
    * Write uploads past the page cache (`O_DIRECT`) in 2 MiB blocks where the file system allows
    * it (default true). Uploads reach the disk before they are committed either way; direct
-   * writes skip filling memory with pages the upload will not need again, which measured two to
-   * three times faster on a virtual machine whose host takes free memory back. A blob pushed this
-   * way is not in the page cache, so its first pull reads it from disk.
+   * writes skip filling memory with pages the upload will not need again, which is much faster on
+   * a virtual machine whose host takes free memory back (docs/performance.md has the figures). A
+   * blob pushed this way is not in the page cache, so its first pull reads it from disk.
    */
   directWrites?: boolean;
 }

@@ -1,3 +1,4 @@
+/** The few object operations on one S3 bucket that S3Storage and its claims need. */
 import type { Readable } from 'node:stream';
 import {
   DeleteObjectCommand,

@@ -1,3 +1,4 @@
+/** Claims: exclusive access to an upload across processes over plain S3 operations (the bakery algorithm). */
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { _Object } from '@aws-sdk/client-s3';

@@ -20,11 +20,11 @@ import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CreateBucketCommand, DeleteObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
-import { S3Storage } from '../../lib/storage/s3';
+import { S3Storage } from '../lib/storage/s3';
 
 const MiB = 1024 * 1024;
-/** The project root, from `spec/bench/` or from its compiled copy in `dist/spec/bench/`. */
-const PROJECT = resolve(__dirname, __dirname.includes(`${join('dist', 'spec')}`) ? '../../..' : '../..');
+/** The project root, from `bench/` or from its compiled copy in `dist/bench/`. */
+const PROJECT = resolve(__dirname, __dirname.includes(`${join('dist', 'bench')}`) ? '../..' : '..');
 const BLOCK = randomBytes(16 * MiB);
 
 function flag(name: string, fallback: number): number {

@@ -11,8 +11,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { FileSystemStorage, parseDigest } from '../../lib';
-import { RegistryStore } from '../../lib/store';
+import { FileSystemStorage, parseDigest } from '../lib';
+import { RegistryStore } from '../lib/store';
 
 const MiB = 1024 * 1024;
 const BLOCK = randomBytes(16 * MiB);

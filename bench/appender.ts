@@ -23,7 +23,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { FileAppender, UploadFlusher } from '../../lib/storage/fs/file-appender';
+import { FileAppender, UploadFlusher } from '../lib/storage/fs/file-appender';
 
 const MiB = 1024 * 1024;
 const MODES = ['receive', 'direct', 'cache'] as const;

@@ -16,7 +16,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Agent, request } from 'node:http';
 import { createHash, randomBytes } from 'node:crypto';
-import { FileSystemStorage, RegistryStore, OCI_MANIFEST } from '../../lib';
+import { FileSystemStorage, RegistryStore, OCI_MANIFEST } from '../lib';
 
 const { values } = parseArgs({
   options: {
@@ -32,7 +32,7 @@ const manifestCount = Number(values.manifests);
 const blobCount = Number(values.blobs);
 const blobsPerManifest = Math.max(2, Math.floor(blobCount / manifestCount));
 const root = mkdtempSync(join(tmpdir(), 'oci-bench-gc-'));
-const dist = resolve(__dirname, '..', '..', 'lib');
+const dist = resolve(__dirname, '..', 'lib');
 
 function sha256(data: Buffer): string {
   return `sha256:${createHash('sha256').update(data).digest('hex')}`;
@@ -72,7 +72,7 @@ async function build(): Promise<{ deleted: number }> {
 
 /** Starts one registry server process over the root; resolves to its port and a stop function. */
 async function startServer(): Promise<{ port: number; stop: () => Promise<void> }> {
-  const child = spawn(process.execPath, [resolve(__dirname, '..', '..', '..', 'spec', 'support', 'crash-server.js')], {
+  const child = spawn(process.execPath, [resolve(__dirname, '..', '..', 'spec', 'support', 'crash-server.js')], {
     env: { ...process.env, DATA_DIR: root },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

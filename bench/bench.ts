@@ -19,7 +19,7 @@ import { connect, createServer, type AddressInfo } from 'node:net';
 import os from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DIRECT_BLOCK } from '../../lib/storage/fs/file-appender';
+import { DIRECT_BLOCK } from '../lib/storage/fs/file-appender';
 
 const MiB = 1 << 20;
 const MB = 1e6;
@@ -148,7 +148,7 @@ async function waitForRegistry(base: string, child: ChildProcess, what: string):
 
 async function startOurs(dir: string, nodeArgs: string[]): Promise<Server> {
   const port = await freePort();
-  const script = resolve(__dirname, '../../examples/server.js');
+  const script = resolve(__dirname, '../examples/server.js');
   const child = spawn(process.execPath, [...nodeArgs, script], {
     env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: join(dir, 'ours') },
     stdio: ['ignore', 'ignore', 'inherit'],

@@ -66,9 +66,9 @@ function globalRunner(): TestRunner {
 
 /**
  * Declares the storage adapter contract as tests of the adapters `makeAdapter` makes, a fresh
- * one per test: conditional appends and their races, `uploadBusy` when offered, bytes kept when a body fails, commits into
- * content, ranges, documents with create-if-absent races, listing, and unsafe keys. Every built-in
- * adapter passes it.
+ * one per test: conditional appends and their races, `uploadBusy` and `listContent` when offered,
+ * bytes kept when a body fails, commits into content, ranges, documents with create-if-absent
+ * races, listing, and unsafe keys. Every built-in adapter passes it.
  */
 export function describeStorageAdapter(name: string, makeAdapter: () => StorageAdapter | Promise<StorageAdapter>, options: StorageAdapterSuiteOptions = {}): void {
   const { describe, it, beforeEach, afterEach } = options.runner ?? globalRunner();
@@ -226,6 +226,25 @@ export function describeStorageAdapter(name: string, makeAdapter: () => StorageA
         await adapter.commitUpload(id, 9, 'sha256/11/gone');
         await adapter.deleteContent('sha256/11/gone');
         assert.equal(await adapter.statContent('sha256/11/gone'), undefined);
+      });
+
+      it('lists stored content keys, sorted and paged, without deleted ones (when it offers listContent)', async () => {
+        if (!adapter.listContent) return;
+        const keys = ['sha256/a1/listed-one', 'sha256/a1/listed-two', 'sha512/0f/listed-three'];
+        for (const key of keys) {
+          const id = uploadId();
+          await adapter.createUpload(id);
+          await adapter.appendUpload(id, 0, streamOf(key));
+          await adapter.commitUpload(id, key.length, key);
+        }
+        const listed = await adapter.listContent();
+        assert.deepEqual(listed.filter((key) => keys.includes(key)), [...keys].sort());
+        assert.deepEqual([...listed].sort(), listed);
+        const after = await adapter.listContent({ after: keys[0] });
+        assert.ok(!after.includes(keys[0]) && after.includes(keys[1]));
+        assert.equal((await adapter.listContent({ limit: 1 })).length, 1);
+        await adapter.deleteContent(keys[1]);
+        assert.ok(!(await adapter.listContent()).includes(keys[1]));
       });
 
       it('refuses ids and keys that could escape the store', async () => {

@@ -3,6 +3,7 @@ import type { Readable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import { RegistryError } from './errors';
 import type { Log } from './log';
+import type { Mirror } from './mirror/mirror';
 import { isRecycling } from './storage/adapter';
 import type { RegistryStore } from './store';
 
@@ -31,6 +32,8 @@ export interface RequestContext {
   res: ServerResponse;
   /** Uploads, blobs, manifests, tags and referrers over the router's storage, with its limits. */
   store: RegistryStore;
+  /** The mirror, when `repository` is under one of its prefixes. */
+  mirror?: Mirror;
   options: ResolvedOptions;
   /** Where the router is mounted (`''` or e.g. `/r`), for building `Location` URLs. */
   baseUrl: string;

@@ -22,6 +22,7 @@ import { QuotaPolicy, type QuotaOption, type QuotaUsage } from './policies/quota
 import { applyRetention, validateRetention, type RetentionResult, type RetentionRule } from './policies/retention';
 import { startRequest, trackRequest, withOrigin } from './request-log';
 import { observeStorage } from './storage/observed';
+import { Mirror, type UpstreamOptions } from './mirror/mirror';
 import { RegistryStore, type CollectOptions, type CollectionReport } from './store';
 
 /** Options for {@link createRegistryRouter}. */
@@ -108,6 +109,12 @@ export interface RegistryOptions {
   retention?: RetentionRule[];
   /** The clock, in milliseconds since the epoch: tags record when they were set by it, and retention ages them by it. Default `Date.now`. */
   clock?: () => number;
+  /**
+   * Upstream registries to mirror (a pull-through cache): a repository under an upstream's
+   * `prefix` serves that upstream's repository of the same name minus the prefix, fetching and
+   * keeping manifests and blobs as clients ask for them. See docs/mirror.md.
+   */
+  upstreams?: UpstreamOptions[];
 }
 
 /** The router {@link createRegistryRouter} returns: an Express router with the registry's events, store and maintenance calls. */
@@ -271,6 +278,9 @@ export function createRegistryRouter(options: RegistryOptions): RegistryRouter {
     authorize: options.authorize,
     challenge: options.challenge ?? DEFAULT_CHALLENGE,
   };
+  const mirror = options.upstreams?.length
+    ? new Mirror(options.upstreams, store, storage, { maxManifestSize: resolved.maxManifestSize, mountFromAnyRepository: resolved.mountFromAnyRepository, isReadOnly })
+    : undefined;
   const purging = options.uploadPurging === false ? undefined : options.uploadPurging ?? {};
   const maxAge = purging?.maxAge ?? 7 * DAY;
   const collection = options.garbageCollection || undefined;
@@ -301,7 +311,7 @@ export function createRegistryRouter(options: RegistryOptions): RegistryRouter {
       next();
       return;
     }
-    void dispatch(req as unknown as RegistryRequest, res, { store, options: resolved, access, isReadOnly });
+    void dispatch(req as unknown as RegistryRequest, res, { store, mirror, options: resolved, access, isReadOnly });
   });
   // Purging and collecting write, so a read-only registry skips their runs.
   const unlessReadOnly = (task: () => Promise<string>) => () => (isReadOnly() ? Promise.resolve('skipped: the registry is read-only') : task());
@@ -335,6 +345,7 @@ interface AccessControl {
 /** What every request of one router shares. */
 interface RouterState {
   store: RegistryStore;
+  mirror: Mirror | undefined;
   options: ResolvedOptions;
   access: AccessControl | undefined;
   isReadOnly: () => boolean;
@@ -355,7 +366,7 @@ function schedule(what: string, interval: number, task: () => Promise<string>): 
 
 const READS: HttpMethod[] = ['GET', 'HEAD'];
 
-async function dispatch(req: RegistryRequest, res: ServerResponse, { store, options, access, isReadOnly }: RouterState): Promise<void> {
+async function dispatch(req: RegistryRequest, res: ServerResponse, { store, mirror, options, access, isReadOnly }: RouterState): Promise<void> {
   res.setHeader('Docker-Distribution-API-Version', 'registry/2.0');
   const labels = trackRequest(req, res, store.events);
   try {
@@ -370,7 +381,7 @@ async function dispatch(req: RegistryRequest, res: ServerResponse, { store, opti
     const query = new URL(req.url ?? '/', 'http://registry.invalid').searchParams;
     const log = loggers.get(route.module)!({ repository: repository || undefined, upload: params.uploadId });
     const mayList = async (name: string) => !access || (await access.authorize(req, { repository: name, actions: PULL, catalog: true })) === true;
-    const context = { req, res, store, options, baseUrl: req.baseUrl, repository, params, query, mayList };
+    const context = { req, res, store, mirror: mirror?.covers(repository) ? mirror : undefined, options, baseUrl: req.baseUrl, repository, params, query, mayList };
     const table: MethodTable = route.dispatcher(context, log);
     const method = req.method as HttpMethod;
     const handler = table[method];
@@ -388,6 +399,9 @@ async function dispatch(req: RegistryRequest, res: ServerResponse, { store, opti
     if (access) {
       const requests: AccessRequest[] = [{ repository, actions, ...(route.catalog && { catalog: true }) }, ...(route.extraAccess?.(query) ?? [])];
       await enforceAccess(req, requests, access.authorize, access.challenge);
+    }
+    if (actions.includes('push') && mirror?.refusesPush(repository)) {
+      throw new RegistryError('UNSUPPORTED', `${repository} mirrors an upstream registry; pushes are not accepted here`);
     }
     log('%s %s', req.method, req.path);
     const uploadId = params.uploadId;

@@ -2,6 +2,7 @@ import { requireDeleteEnabled, sendEmpty, sendStream, type RequestContext, type 
 import { parseDigest } from '../digest';
 import { RegistryError } from '../errors';
 import type { Log } from '../log';
+import type { MirroredBlob } from '../mirror/mirror';
 import { parseRequestRange } from '../range';
 
 /** One request against `/v2/<name>/blobs/<digest>`. */
@@ -13,9 +14,9 @@ class BlobHandler {
 
   /** GET/HEAD: the blob's bytes (whole or a range) and its metadata. */
   async fetch(withBody: boolean): Promise<void> {
-    const { store, repository, req, res } = this.context;
+    const { store, mirror, repository, req, res } = this.context;
     const digest = parseDigest(this.context.params.digest);
-    const info = await store.blobs.info(repository, digest);
+    const info: MirroredBlob | undefined = mirror ? await mirror.blob(repository, digest, withBody) : await store.blobs.info(repository, digest);
     if (!info) throw new RegistryError('BLOB_UNKNOWN', `${digest.value} is not in ${repository}`);
     const range = parseRequestRange(req.headers.range, info.size);
     if (range === 'unsatisfiable') {
@@ -23,7 +24,7 @@ class BlobHandler {
         headers: { 'Content-Range': `bytes */${info.size}` },
       });
     }
-    const url = withBody ? await store.blobs.url(digest) : undefined;
+    const url = withBody && !info.send ? await store.blobs.url(digest) : undefined;
     if (url) {
       this.log('redirecting to the storage for %s', digest.value);
       sendEmpty(res, 307, { Location: url, 'Docker-Content-Digest': digest.value });
@@ -46,9 +47,9 @@ class BlobHandler {
       res.end();
       return;
     }
-    const stream = await store.blobs.open(digest, range);
-    this.log('sending %s (%d bytes)', digest.value, length);
-    await sendStream(stream, res);
+    this.log('sending %s (%d bytes)%s', digest.value, length, info.send ? ' as it arrives from the upstream' : '');
+    if (info.send) await info.send(res, range);
+    else await sendStream(await store.blobs.open(digest, range), res);
   }
 
   /** DELETE: unlink the blob from this repository. */

@@ -1,0 +1,426 @@
+/**
+ * The pull-through cache against upstreams on loopback: this project's own router (plain, and
+ * behind the Bearer-token example), scripted upstreams for failures, and proxies that record or
+ * corrupt what the upstream sends. Every upstream request is counted at a proxy, not in the logs.
+ */
+import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
+import http, { type IncomingHttpHeaders } from 'node:http';
+import express from 'express';
+import supertest from 'supertest';
+import { createRegistryRouter, MemoryStorage, type RegistryEventMap, type RegistryRouter, type UpstreamOptions } from '../lib';
+import { contentKey } from '../lib/store/paths';
+import { parseDigest } from '../lib/digest';
+import { createBearerAuthApp } from '../examples/bearer-auth';
+import { userLine } from '../examples/basic-auth';
+import { bytes, listen, sha256 } from './support/http';
+import { makeImage, OCI_INDEX, OCI_MANIFEST, pushBlob, pushImage } from './support/oci';
+import { startRecordingProxy, type RecordingProxy } from './support/recording-proxy';
+import { useTempDir } from './support/temp-dir';
+
+const MiB = 1024 * 1024;
+type Server = Awaited<ReturnType<typeof listen>>;
+
+/** A GET whose body is hashed as it streams; `aborted` when the connection ended before the announced length. */
+function pull(url: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: IncomingHttpHeaders; digest: string; length: number; aborted: boolean }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { headers, agent: false }, (res) => {
+      const hash = createHash('sha256');
+      let length = 0;
+      const finish = (aborted: boolean) => resolve({ status: res.statusCode!, headers: res.headers, digest: `sha256:${hash.digest('hex')}`, length, aborted });
+      res.on('data', (chunk: Buffer) => {
+        hash.update(chunk);
+        length += chunk.length;
+      });
+      res.once('end', () => finish(false));
+      res.once('error', () => finish(true));
+      res.once('aborted', () => undefined);
+    });
+    req.on('error', reject);
+  });
+}
+
+/** Collects every event of `names` the router emits. */
+function record<K extends keyof RegistryEventMap>(router: RegistryRouter, ...names: K[]): { name: K; payload: RegistryEventMap[K][0] }[] {
+  const seen: { name: K; payload: RegistryEventMap[K][0] }[] = [];
+  for (const name of names) router.events.on(name, ((payload: RegistryEventMap[K][0]) => seen.push({ name, payload })) as never);
+  return seen;
+}
+
+/** A promise with its resolver outside, to hold an upstream at a known point. */
+function gate(): { opened: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const opened = new Promise<void>((resolve) => (open = resolve));
+  return { opened, open };
+}
+
+interface Mirror {
+  router: RegistryRouter;
+  storage: MemoryStorage;
+  server: Server;
+  agent: ReturnType<typeof supertest>;
+}
+
+async function startMirror(upstreams: UpstreamOptions[], options: { mountFromAnyRepository?: boolean } = {}): Promise<Mirror> {
+  const storage = new MemoryStorage();
+  const router = createRegistryRouter({ storage, upstreams, uploadPurging: false, ...options });
+  const app = express();
+  app.use(router);
+  const server = await listen(app);
+  return { router, storage, server, agent: supertest(server.url) };
+}
+
+const requestsTo = (proxy: RecordingProxy, method: string, pattern: RegExp) => proxy.requests.filter((req) => req.method === method && pattern.test(req.url));
+
+describe('a mirror of this project\'s own registry', () => {
+  let upstreamRouter: RegistryRouter;
+  let upstream: Server;
+  let upstreamAgent: ReturnType<typeof supertest>;
+  let proxy: RecordingProxy;
+  let mirror: Mirror;
+  /** Held by tests that need every client in before the upstream answers a blob GET. */
+  let blobGate: Promise<void> | undefined;
+
+  beforeEach(async () => {
+    upstreamRouter = createRegistryRouter({ storage: new MemoryStorage(), uploadPurging: false });
+    const app = express();
+    app.use((req, _res, next) => {
+      if (blobGate && req.method === 'GET' && /\/blobs\/sha256:/.test(req.path)) blobGate.then(() => next(), next);
+      else next();
+    });
+    app.use(upstreamRouter);
+    upstream = await listen(app);
+    upstreamAgent = supertest(upstream.url);
+    proxy = await startRecordingProxy(new URL(upstream.url));
+    mirror = await startMirror([{ prefix: 'hub', url: proxy.url, tagTtl: 60_000 }]);
+    blobGate = undefined;
+  });
+
+  afterEach(async () => {
+    await mirror.server.close();
+    await proxy.close();
+    await upstream.close();
+  });
+
+  it('pulls an image by tag and by digest, byte-identical, fetching each manifest and blob once', async () => {
+    const image = makeImage('pull-through');
+    await pushImage(upstreamAgent, 'library/app', image, 'v1');
+    const events = record(mirror.router, 'mirrorLookup', 'upstreamFetched');
+
+    const byTag = await mirror.agent.get('/v2/hub/library/app/manifests/v1').expect(200);
+    expect(byTag.headers['docker-content-digest']).toBe(image.digest);
+    expect(byTag.headers['content-type']).toBe(OCI_MANIFEST);
+    expect(byTag.text).toBe(image.manifest.toString());
+    for (const blob of [image.config, ...image.layers]) {
+      const got = await pull(`${mirror.server.url}/v2/hub/library/app/blobs/${sha256(blob)}`);
+      expect(got).toMatchObject({ status: 200, digest: sha256(blob), length: Buffer.byteLength(blob), aborted: false });
+    }
+    // Everything again, by digest too: all from storage.
+    const upstreamRequests = proxy.requests.length;
+    await mirror.agent.get('/v2/hub/library/app/manifests/v1').expect(200);
+    await mirror.agent.get(`/v2/hub/library/app/manifests/${image.digest}`).expect(200);
+    for (const blob of [image.config, ...image.layers]) expect((await pull(`${mirror.server.url}/v2/hub/library/app/blobs/${sha256(blob)}`)).digest).toBe(sha256(blob));
+    expect(proxy.requests.slice(upstreamRequests)).toEqual([]);
+
+    expect(requestsTo(proxy, 'GET', /\/manifests\//).map((req) => req.url)).toEqual(['/v2/library/app/manifests/v1']);
+    expect(requestsTo(proxy, 'GET', /\/blobs\//)).toHaveLength(3);
+    const fetched = events.filter((event) => event.name === 'upstreamFetched').map((event) => event.payload);
+    expect(fetched).toHaveLength(4);
+    expect(fetched[0]).toMatchObject({ repository: 'hub/library/app', what: 'manifest', reference: 'v1', digest: image.digest, bytes: image.manifest.length, upstream: proxy.url });
+    expect(fetched.every((event) => typeof (event as { ms: number }).ms === 'number')).toBe(true);
+    const lookups = events.filter((event) => event.name === 'mirrorLookup').map((event) => (event.payload as { hit: boolean }).hit);
+    expect(lookups.filter((hit) => !hit)).toHaveLength(4);
+    expect(lookups.filter((hit) => hit)).toHaveLength(5);
+
+    // Cached content is ordinary content.
+    expect((await mirror.agent.get('/v2/hub/library/app/tags/list').expect(200)).body).toEqual({ name: 'hub/library/app', tags: ['v1'] });
+    expect((await mirror.agent.get('/v2/_catalog').expect(200)).body.repositories).toEqual(['hub/library/app']);
+  });
+
+  it('fetches an index, then only the children and blobs clients ask for; referrers of cached manifests are listed', async () => {
+    const [amd, arm] = [makeImage('amd64'), makeImage('arm64')];
+    await pushImage(upstreamAgent, 'multi', amd);
+    await pushImage(upstreamAgent, 'multi', arm);
+    const index = JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_INDEX,
+      manifests: [amd, arm].map((image) => ({ mediaType: OCI_MANIFEST, digest: image.digest, size: image.manifest.length })),
+    });
+    await upstreamAgent.put('/v2/multi/manifests/latest').set('Content-Type', OCI_INDEX).send(index).expect(201);
+    const signature = makeImage('signature', { subject: { mediaType: OCI_MANIFEST, digest: amd.digest, size: amd.manifest.length }, artifactType: 'application/example.sig' });
+    await pushImage(upstreamAgent, 'multi', signature);
+
+    const got = await mirror.agent.get('/v2/hub/multi/manifests/latest').expect(200);
+    expect(got.text).toBe(index);
+    await mirror.agent.get(`/v2/hub/multi/manifests/${amd.digest}`).expect(200);
+    await mirror.agent.get(`/v2/hub/multi/manifests/${signature.digest}`).expect(200);
+    expect(requestsTo(proxy, 'GET', /\/manifests\//).map((req) => req.url)).toEqual(['/v2/multi/manifests/latest', `/v2/multi/manifests/${amd.digest}`, `/v2/multi/manifests/${signature.digest}`]);
+    expect(requestsTo(proxy, 'GET', /\/blobs\//)).toEqual([]);
+    const referrers = await mirror.agent.get(`/v2/hub/multi/referrers/${amd.digest}`).expect(200);
+    expect(referrers.body.manifests.map((entry: { digest: string }) => entry.digest)).toEqual([signature.digest]);
+  });
+
+  it('serves a tag from storage while younger than tagTtl, then asks with one HEAD and fetches only a changed digest', async () => {
+    await mirror.server.close();
+    mirror = await startMirror([{ prefix: 'hub/', url: proxy.url, tagTtl: 0 }]);
+    const [first, second] = [makeImage('first'), makeImage('second')];
+    await pushImage(upstreamAgent, 'app', first, 'v1');
+    const events = record(mirror.router, 'mirrorLookup');
+
+    expect((await mirror.agent.get('/v2/hub/app/manifests/v1').expect(200)).headers['docker-content-digest']).toBe(first.digest);
+    const afterFirst = proxy.requests.length;
+    expect((await mirror.agent.head('/v2/hub/app/manifests/v1').expect(200)).headers['docker-content-digest']).toBe(first.digest);
+    expect(proxy.requests.slice(afterFirst).map((req) => `${req.method} ${req.url}`)).toEqual(['HEAD /v2/app/manifests/v1']);
+    expect(events.at(-1)).toEqual({ name: 'mirrorLookup', payload: { repository: 'hub/app', what: 'manifest', reference: 'v1', revalidated: true, hit: true } });
+
+    await pushImage(upstreamAgent, 'app', second, 'v1');
+    const afterMove = proxy.requests.length;
+    expect((await mirror.agent.get('/v2/hub/app/manifests/v1').expect(200)).headers['docker-content-digest']).toBe(second.digest);
+    expect(proxy.requests.slice(afterMove).map((req) => `${req.method} ${req.url}`)).toEqual(['HEAD /v2/app/manifests/v1', 'GET /v2/app/manifests/v1']);
+    // The first manifest stays, by digest, with no upstream request.
+    const afterSecond = proxy.requests.length;
+    await mirror.agent.get(`/v2/hub/app/manifests/${first.digest}`).expect(200);
+    expect(proxy.requests.length).toBe(afterSecond);
+
+    // Deleted upstream: gone from the mirror's tags too.
+    await upstreamAgent.delete('/v2/app/manifests/v1').expect(202);
+    expect((await mirror.agent.get('/v2/hub/app/manifests/v1').expect(404)).body.errors[0].code).toBe('MANIFEST_UNKNOWN');
+    expect((await mirror.agent.get('/v2/hub/app/tags/list').expect(200)).body.tags).toEqual([]);
+  });
+
+  it('serves stored tags when the upstream is down, answers what is not stored with a quick 503, and passes on 404s', async () => {
+    await mirror.server.close();
+    mirror = await startMirror([{ prefix: 'hub/', url: proxy.url, tagTtl: 0 }]);
+    const image = makeImage('down');
+    await pushImage(upstreamAgent, 'app', image, 'v1');
+    const uncached = await pushBlob(upstreamAgent, 'app', 'never pulled');
+    await mirror.agent.get('/v2/hub/app/manifests/v1').expect(200);
+    await mirror.agent.get(`/v2/hub/app/blobs/${sha256(image.layers[0])}`).expect(200);
+    expect((await mirror.agent.get('/v2/hub/app/manifests/nope').expect(404)).body.errors[0].code).toBe('MANIFEST_UNKNOWN');
+    expect((await mirror.agent.get(`/v2/hub/app/blobs/${sha256('nope')}`).expect(404)).body.errors[0].code).toBe('BLOB_UNKNOWN');
+    const failures = record(mirror.router, 'upstreamFetched');
+
+    await proxy.close();
+    await upstream.close();
+    const tag = await mirror.agent.get('/v2/hub/app/manifests/v1').expect(200);
+    expect(tag.headers['docker-content-digest']).toBe(image.digest);
+    await expectBlob(`${mirror.server.url}/v2/hub/app/blobs/${sha256(image.layers[0])}`, image.layers[0]);
+    const started = Date.now();
+    const missing = await mirror.agent.get(`/v2/hub/app/blobs/${uncached}`).expect(503);
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(missing.headers['retry-after']).toBe('10');
+    expect(missing.body.errors[0].code).toBe('UNKNOWN');
+    expect((await mirror.agent.get('/v2/hub/app/manifests/v2').expect(503)).headers['retry-after']).toBe('10');
+    expect(failures.map(({ payload }) => [payload.what, payload.reference, payload.ok, payload.servedCached])).toEqual([
+      ['manifest', 'v1', false, true],
+      ['blob', uncached, false, false],
+      ['manifest', 'v2', false, false],
+    ]);
+  });
+
+  it('refuses pushes into a mirrored prefix with 405 UNSUPPORTED, and accepts them with allowPush (never revalidated)', async () => {
+    const image = makeImage('local');
+    const refused = await mirror.agent.post('/v2/hub/app/blobs/uploads/').expect(405);
+    expect(refused.body.errors[0].code).toBe('UNSUPPORTED');
+    await mirror.agent.put('/v2/hub/app/manifests/v1').set('Content-Type', OCI_MANIFEST).send(image.manifest.toString()).expect(405);
+    await pushImage(mirror.agent, 'local/app', image, 'v1');
+
+    await mirror.server.close();
+    mirror = await startMirror([{ prefix: '', url: proxy.url, tagTtl: 0, allowPush: true }]);
+    await pushImage(mirror.agent, 'mine', image, 'v1');
+    await mirror.agent.get('/v2/mine/manifests/v1').expect(200);
+    expect(proxy.requests).toEqual([]);
+  });
+
+  it('answers HEAD on an uncached blob with the upstream\'s size, and a Range of an uncached blob from the download', async () => {
+    const data = bytes(3 * MiB + 5, 7);
+    const digest = await pushBlob(upstreamAgent, 'app', data);
+    const head = await mirror.agent.head(`/v2/hub/app/blobs/${digest}`).expect(200);
+    expect(head.headers['content-length']).toBe(String(data.length));
+    expect(requestsTo(proxy, 'HEAD', /\/blobs\//)).toHaveLength(1);
+    expect(await mirror.storage.statContent(contentKey(parseDigest(digest)))).toBeUndefined();
+
+    const range = await pull(`${mirror.server.url}/v2/hub/app/blobs/${digest}`, { Range: 'bytes=1048570-2097160' });
+    expect(range).toMatchObject({ status: 206, digest: sha256(data.subarray(1048570, 2097161)), aborted: false });
+    expect(range.headers['content-range']).toBe(`bytes 1048570-2097160/${data.length}`);
+    // The download went on into storage: the whole blob is there now.
+    await waitForStored(mirror, digest);
+    const whole = await pull(`${mirror.server.url}/v2/hub/app/blobs/${digest}`);
+    expect(whole).toMatchObject({ status: 200, digest, length: data.length });
+    expect(requestsTo(proxy, 'GET', /\/blobs\//)).toHaveLength(1);
+  });
+
+  it('20 clients pulling one 64 MiB blob at once cause exactly one upstream GET, and all get it whole', async () => {
+    const data = randomBytes(64 * MiB);
+    const digest = await pushBlob(upstreamAgent, 'big', data);
+    const held = gate();
+    blobGate = held.opened;
+    const misses = record(mirror.router, 'mirrorLookup');
+    let joined = 0;
+    const allJoined = new Promise<void>((resolve) => mirror.router.events.on('mirrorLookup', ({ hit }) => !hit && ++joined === 20 && resolve()));
+    const pulls = Array.from({ length: 20 }, () => pull(`${mirror.server.url}/v2/hub/big/blobs/${digest}`));
+    await allJoined;
+    held.open();
+    const results = await Promise.all(pulls);
+    for (const result of results) expect(result).toMatchObject({ status: 200, digest, length: data.length, aborted: false });
+    expect(requestsTo(proxy, 'GET', /\/blobs\//).map((req) => req.url)).toEqual([`/v2/big/blobs/${digest}`]);
+    expect(misses).toHaveLength(20);
+    await waitForStored(mirror, digest);
+  }, 60_000);
+
+  it('a client leaving mid-pull does not stop the download the others read', async () => {
+    const data = randomBytes(16 * MiB);
+    const digest = await pushBlob(upstreamAgent, 'app', data);
+    const held = gate();
+    blobGate = held.opened;
+    let joined = 0;
+    const allJoined = new Promise<void>((resolve) => mirror.router.events.on('mirrorLookup', ({ hit }) => !hit && ++joined === 2 && resolve()));
+    const leaving = new Promise<number>((resolve) => {
+      const req = http.get(`${mirror.server.url}/v2/hub/app/blobs/${digest}`, { agent: false }, (res) => {
+        res.once('data', (chunk: Buffer) => {
+          req.destroy();
+          resolve(chunk.length);
+        });
+      });
+      req.on('error', () => undefined);
+    });
+    const staying = pull(`${mirror.server.url}/v2/hub/app/blobs/${digest}`);
+    await allJoined;
+    held.open();
+    expect(await leaving).toBeGreaterThan(0);
+    expect(await staying).toMatchObject({ status: 200, digest, length: data.length, aborted: false });
+    await waitForStored(mirror, digest);
+    expect(requestsTo(proxy, 'GET', /\/blobs\//)).toHaveLength(1);
+  });
+});
+
+describe('a mirror in front of a corrupting upstream', () => {
+  it('stores nothing and aborts the client\'s connection when one byte is flipped', async () => {
+    const upstreamRouter = createRegistryRouter({ storage: new MemoryStorage(), uploadPurging: false });
+    const upstream = await listen(express().use(upstreamRouter));
+    const data = bytes(2 * MiB, 3);
+    const digest = await pushBlob(supertest(upstream.url), 'app', data);
+    // Forwards everything, flipping the byte at one offset of every blob body.
+    const corrupting = await listen((req, res) => {
+      const forwarded = http.request(`${upstream.url}${req.url}`, { method: req.method, headers: req.headers, agent: false }, (upstreamRes) => {
+        res.writeHead(upstreamRes.statusCode!, upstreamRes.headers);
+        let offset = 0;
+        upstreamRes.on('data', (chunk: Buffer) => {
+          const at = MiB - offset;
+          if (at >= 0 && at < chunk.length) chunk[at] ^= 0xff;
+          offset += chunk.length;
+          res.write(chunk);
+        });
+        upstreamRes.on('end', () => res.end());
+      });
+      req.pipe(forwarded);
+    });
+    const mirror = await startMirror([{ prefix: 'hub/', url: corrupting.url }]);
+    const failures = record(mirror.router, 'upstreamFetched', 'blobCommitted');
+    try {
+      const got = await pull(`${mirror.server.url}/v2/hub/app/blobs/${digest}`);
+      expect(got.status).toBe(200);
+      expect(got.aborted).toBe(true);
+      expect(got.length).toBeLessThan(data.length);
+      expect(await mirror.storage.statContent(contentKey(parseDigest(digest)))).toBeUndefined();
+      expect(await mirror.storage.listDocuments('uploads/')).toEqual([]);
+      await mirror.agent.head(`/v2/hub/app/blobs/${digest}`).expect(200);
+      expect(await mirror.storage.listDocuments('repositories/hub/app/_blobs/')).toEqual([]);
+      expect(failures.map((event) => [event.name, (event.payload as { ok: boolean }).ok])).toEqual([['upstreamFetched', false]]);
+      expect((failures[0].payload as { error: string }).error).toMatch(/sha256:[0-9a-f]{64}/);
+    } finally {
+      await mirror.server.close();
+      await corrupting.close();
+      await upstream.close();
+    }
+  });
+});
+
+describe('a mirror of scripted upstreams', () => {
+  let servers: Server[];
+  beforeEach(() => (servers = []));
+  afterEach(async () => {
+    for (const server of servers) await server.close();
+  });
+
+  async function scripted(handler: http.RequestListener): Promise<Server> {
+    const server = await listen(handler);
+    servers.push(server);
+    return server;
+  }
+
+  it('passes on 429 TOOMANYREQUESTS with the upstream\'s Retry-After, and a 5xx as 502', async () => {
+    const limited = await scripted((_req, res) => res.writeHead(429, { 'Retry-After': '42' }).end());
+    const failing = await scripted((_req, res) => res.writeHead(500).end());
+    const mirror = await startMirror([
+      { prefix: 'limited', url: limited.url },
+      { prefix: 'failing', url: failing.url },
+    ]);
+    servers.push(mirror.server);
+    const answer = await mirror.agent.get('/v2/limited/app/manifests/v1').expect(429);
+    expect(answer.body.errors[0].code).toBe('TOOMANYREQUESTS');
+    expect(answer.headers['retry-after']).toBe('42');
+    expect((await mirror.agent.get(`/v2/failing/app/blobs/${sha256('x')}`).expect(502)).headers['retry-after']).toBe('10');
+  });
+
+  it('tries the next URL when one is down', async () => {
+    const upstream = await scripted(express().use(createRegistryRouter({ storage: new MemoryStorage(), uploadPurging: false })));
+    const digest = await pushBlob(supertest(upstream.url), 'app', 'failover');
+    const down = await scripted((_req, res) => res.destroy());
+    const mirror = await startMirror([{ prefix: 'hub', urls: [down.url, upstream.url] }]);
+    servers.push(mirror.server);
+    await expectBlob(`${mirror.server.url}/v2/hub/app/blobs/${digest}`, 'failover');
+  });
+
+  it('follows the Bearer token flow of the example token server: a token per scope, fetched once with the credentials, reused', async () => {
+    const root = tempDir();
+    let upstream!: Server;
+    const signingKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+    /** Token requests the upstream's realm received, with the user they authenticated as. */
+    const tokenRequests: string[] = [];
+    upstream = await scripted((req, res) => {
+      if (req.url?.startsWith('/token')) tokenRequests.push(`${Buffer.from((req.headers.authorization ?? '').slice(6), 'base64').toString().split(':')[0]} ${req.url}`);
+      app(req, res);
+    });
+    const app = createBearerAuthApp({ root, usersText: userLine('mirror', 'mirror secret'), signingKey, publicUrl: upstream.url });
+    const token = async (scope: string) => {
+      const answer = await supertest(upstream.url).get('/token').query({ scope }).auth('mirror', 'mirror secret').expect(200);
+      return answer.body.token as string;
+    };
+    const image = makeImage('token');
+    const pushToken = await token('repository:mirror/app:pull,push');
+    const authorized = supertest.agent(upstream.url).set('Authorization', `Bearer ${pushToken}`);
+    await pushImage(authorized, 'mirror/app', image, 'v1');
+    tokenRequests.length = 0;
+    const proxy = await startRecordingProxy(new URL(upstream.url));
+    const mirror = await startMirror([{ prefix: 'hub', url: proxy.url, auth: { username: 'mirror', password: 'mirror secret' } }]);
+    servers.push(mirror.server);
+    try {
+      const manifest = await mirror.agent.get('/v2/hub/mirror/app/manifests/v1').expect(200);
+      expect(manifest.headers['docker-content-digest']).toBe(image.digest);
+      await Promise.all([image.config, ...image.layers].map((blob) => expectBlob(`${mirror.server.url}/v2/hub/mirror/app/blobs/${sha256(blob)}`, blob)));
+      expect(tokenRequests).toEqual(['mirror /token?service=example-registry&scope=repository%3Amirror%2Fapp%3Apull']);
+      expect(proxy.requests.filter((req) => req.url.startsWith('/v2/') && req.status === 401)).toHaveLength(1);
+
+      const wrong = await startMirror([{ prefix: 'hub', url: proxy.url, auth: { username: 'mirror', password: 'wrong' } }]);
+      servers.push(wrong.server);
+      const refused = await wrong.agent.get('/v2/hub/mirror/app/manifests/v1').expect(502);
+      expect(refused.body.errors[0].detail).toMatch(/token/);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  const tempDir = useTempDir('oci-mirror-');
+});
+
+/** GETs a blob and checks that it comes back whole and byte-identical. */
+async function expectBlob(url: string, data: Buffer | string): Promise<void> {
+  expect(await pull(url)).toMatchObject({ status: 200, digest: sha256(data), length: Buffer.byteLength(data), aborted: false });
+}
+
+/** Resolves once the mirror has stored `digest` (the download continues after the responses end). */
+async function waitForStored(mirror: Mirror, digest: string): Promise<void> {
+  const fetched = new Promise<void>((resolve) => mirror.router.events.on('upstreamFetched', (event) => event.ok && event.digest === digest && resolve()));
+  if (await mirror.storage.statContent(contentKey(parseDigest(digest)))) return;
+  await fetched;
+}

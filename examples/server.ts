@@ -14,9 +14,15 @@
  * IMMUTABLE_TAGS=<regular expression> makes matching tags immutable, and RETENTION_KEEP_LAST=<n>
  * keeps each repository's n most recently set tags: a garbage collection at start and every hour
  * untags the rest and reclaims what they alone held.
+ *
+ * With UPSTREAM_URL it is also a pull-through mirror of that registry (docs/mirror.md): for
+ * repositories under UPSTREAM_PREFIX (default: every repository), with UPSTREAM_USERNAME and
+ * UPSTREAM_PASSWORD as the upstream's credentials when it asks for them.
+ *
+ *   UPSTREAM_URL=https://registry-1.docker.io UPSTREAM_PREFIX=docker.io/ npm start
  */
 import { resolve } from 'node:path';
-import { FileSystemStorage, type RegistryOptions } from '../lib';
+import { FileSystemStorage, type RegistryOptions, type UpstreamOptions } from '../lib';
 import { createExampleApp } from './app';
 
 // Every fsync and file operation holds one of libuv's threads (4 by default) until it returns, so
@@ -32,10 +38,22 @@ const notifications = (process.env.NOTIFY_URLS ?? '')
   .filter((url) => url !== '')
   .map((url) => ({ url }));
 
+const { UPSTREAM_URL, UPSTREAM_PREFIX, UPSTREAM_USERNAME, UPSTREAM_PASSWORD } = process.env;
+const upstreams: UpstreamOptions[] = UPSTREAM_URL
+  ? [
+      {
+        prefix: UPSTREAM_PREFIX ?? '',
+        url: UPSTREAM_URL,
+        auth: UPSTREAM_USERNAME !== undefined ? { username: UPSTREAM_USERNAME, password: UPSTREAM_PASSWORD ?? '' } : undefined,
+      },
+    ]
+  : [];
+
 const { app, registry } = createExampleApp({
   storage: new FileSystemStorage({ root }),
   // A mirror of part of an image (one platform, say) pushes manifests whose other blobs it lacks.
   allowSparseManifests: process.env.ALLOW_SPARSE_MANIFESTS === '1',
+  upstreams,
   logEvent: (line) => console.log(line),
   readOnly: process.env.READ_ONLY === '1',
   notifications,
@@ -59,7 +77,8 @@ if (process.env.RETENTION_KEEP_LAST) {
 const server = app.listen(port, host, () => {
   const address = server.address();
   const actualPort = typeof address === 'object' && address ? address.port : port;
-  console.log(`registry listening on http://${host}:${actualPort} (data in ${root}; the UI is at /)`);
+  const mirroring = UPSTREAM_URL ? `; mirroring ${UPSTREAM_URL} under "${UPSTREAM_PREFIX ?? ''}"` : '';
+  console.log(`registry listening on http://${host}:${actualPort} (data in ${root}; the UI is at /${mirroring})`);
 });
 
 /** The policy options the environment asks for. */

@@ -299,13 +299,15 @@ describe('a mirror in front of a corrupting upstream', () => {
     const upstream = await listen(express().use(upstreamRouter));
     const data = bytes(2 * MiB, 3);
     const digest = await pushBlob(supertest(upstream.url), 'app', data);
+    const small = bytes(MiB + 100, 4).subarray(MiB - 10);
+    const smallDigest = await pushBlob(supertest(upstream.url), 'app', small);
     // Forwards everything, flipping the byte at one offset of every blob body.
     const corrupting = await listen((req, res) => {
       const forwarded = http.request(`${upstream.url}${req.url}`, { method: req.method, headers: req.headers, agent: false }, (upstreamRes) => {
         res.writeHead(upstreamRes.statusCode!, upstreamRes.headers);
         let offset = 0;
         upstreamRes.on('data', (chunk: Buffer) => {
-          const at = MiB - offset;
+          const at = 50 - offset;
           if (at >= 0 && at < chunk.length) chunk[at] ^= 0xff;
           offset += chunk.length;
           res.write(chunk);
@@ -327,6 +329,12 @@ describe('a mirror in front of a corrupting upstream', () => {
       expect(await mirror.storage.listDocuments('repositories/hub/app/_blobs/')).toEqual([]);
       expect(failures.map((event) => [event.name, (event.payload as { ok: boolean }).ok])).toEqual([['upstreamFetched', false]]);
       expect((failures[0].payload as { error: string }).error).toMatch(/sha256:[0-9a-f]{64}/);
+
+      // A blob of one chunk: its response has not begun when the mismatch shows, so it is a 502.
+      const refused = await mirror.agent.get(`/v2/hub/app/blobs/${smallDigest}`).expect(502);
+      expect(refused.body.errors[0].detail).toMatch(/do not match/);
+      expect(refused.headers['docker-content-digest']).toBeUndefined();
+      expect(await mirror.storage.statContent(contentKey(parseDigest(smallDigest)))).toBeUndefined();
     } finally {
       await mirror.server.close();
       await corrupting.close();

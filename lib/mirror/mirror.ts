@@ -68,6 +68,8 @@ const DEFAULT_TAG_TTL = 5 * 60 * 1000;
 const DEFAULT_TIMEOUT = 15_000;
 /** Seconds a client is asked to wait before retrying while the upstream is down. */
 const RETRY_AFTER_SECONDS = '10';
+/** Headers the blob handler sets before the body, which an error answer must not carry. */
+const BLOB_HEADERS = ['Docker-Content-Digest', 'Accept-Ranges', 'ETag', 'Cache-Control', 'Content-Range'];
 const MANIFEST_ACCEPT = [OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST].join(', ');
 
 const loggers = moduleLogger('mirror');
@@ -199,6 +201,8 @@ export class Mirror {
       size: fetch.size,
       send: (res, range) =>
         fetch.send(res, range).catch((error: unknown) => {
+          // A response that has not begun becomes the error: without the blob's headers.
+          if (!res.headersSent) for (const name of BLOB_HEADERS) res.removeHeader(name);
           throw this.downloadError(error, digest);
         }),
     };

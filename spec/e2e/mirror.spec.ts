@@ -10,16 +10,18 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { describeWithPrograms } from '../support/binaries';
 import { buildExampleServer, startExampleServer, type ExampleServer } from '../support/example-server';
 import { request } from '../support/http';
 import { blobPath, layoutManifests, MEDIA_TYPES, sameFileContents, writeImageLayout, writeMultiPlatformLayout, type Descriptor, type GeneratedImage, type GeneratedIndex } from '../support/oci-layout';
 import { startRecordingProxy, type RecordingProxy } from '../support/recording-proxy';
 import { startReferenceRegistry, type ReferenceRegistry } from '../support/reference-registry';
+import { prepareSkopeo, type Skopeo } from '../support/skopeo';
 
 const runFile = promisify(execFile);
 const MiB = 1024 * 1024;
 
-describe('the example server mirroring the reference registry', () => {
+describeWithPrograms(['docker-registry', 'htpasswd', 'skopeo', 'podman'], 'the example server mirroring the reference registry', () => {
   let work: string;
   let buildDir: string | undefined;
   let upstream: ReferenceRegistry | undefined;
@@ -31,6 +33,7 @@ describe('the example server mirroring the reference registry', () => {
   let unpulled: GeneratedImage;
   /** host:port of the mirror. */
   let mirrorHost: string;
+  let skopeo: Skopeo;
 
   const layout = (name: string) => join(work, name);
 
@@ -51,8 +54,7 @@ describe('the example server mirroring the reference registry', () => {
       writeImageLayout(layout('unpulled'), { tag: 'v1', fileSizes: [3000] }),
       mkdtempIn('upstream').then((dir) => startReferenceRegistry(dir)),
     ]);
-    await writeFile(join(work, 'policy.json'), JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
-    await writeFile(join(work, 'registries.conf'), '');
+    skopeo = await prepareSkopeo(work, () => `mirror log:\n${mirror?.logTail()}\nupstream log:\n${upstream?.logTail()}`);
     const creds = `${upstream.username}:${upstream.password}`;
     const push = (name: string, reference: string, all = false) =>
       skopeo('copy', ...(all ? ['--all'] : []), '--preserve-digests', '--dest-tls-verify=false', '--dest-creds', creds, `oci:${layout(name)}:v1`, `docker://${upstream!.host}/${reference}`);
@@ -77,18 +79,6 @@ describe('the example server mirroring the reference registry', () => {
 
   async function mkdtempIn(name: string): Promise<string> {
     return mkdtemp(join(tmpdir(), `oci-mirror-${name}-`));
-  }
-
-  async function skopeo(...args: string[]): Promise<string> {
-    const global = ['--policy', join(work, 'policy.json'), '--registries-conf', join(work, 'registries.conf')];
-    try {
-      const { stdout } = await runFile('skopeo', [...global, ...args], { maxBuffer: 16 * MiB });
-      return stdout;
-    } catch (error) {
-      const { code, stderr } = error as { code?: unknown; stderr?: string };
-      if (code === 'ENOENT') throw new Error('skopeo is not installed: apt-get install -y skopeo (as .ci/run does)');
-      throw new Error(`skopeo ${args.join(' ')} failed:\n${stderr || String(error)}\nmirror log:\n${mirror?.logTail()}\nupstream log:\n${upstream?.logTail()}`);
-    }
   }
 
   /** Checks that `copy` holds exactly `descriptors`' blobs, each byte for byte as in `original`. */

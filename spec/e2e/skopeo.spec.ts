@@ -8,11 +8,9 @@
  * holds which blob, and mounts across repositories only from what it remembers. Every run
  * generates new random blobs, so entries left by other runs never match and the tests repeat.
  */
-import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { buildExampleServer, startExampleServer, type ExampleServer } from '../support/example-server';
 import { request, sha256 } from '../support/http';
 import {
@@ -27,8 +25,8 @@ import {
   type GeneratedIndex,
 } from '../support/oci-layout';
 import { startRecordingProxy, type ProxiedRequest, type RecordingProxy } from '../support/recording-proxy';
+import { prepareSkopeo, type Skopeo } from '../support/skopeo';
 
-const runFile = promisify(execFile);
 const MiB = 1024 * 1024;
 
 describe('skopeo against the example server', () => {
@@ -40,6 +38,7 @@ describe('skopeo against the example server', () => {
   let multi: GeneratedIndex;
   /** host:port of the registry as skopeo sees it (the recording proxy). */
   let registry: string;
+  let skopeo: Skopeo;
 
   const imageLayout = () => join(work, 'image');
   const multiLayout = () => join(work, 'multi');
@@ -59,9 +58,7 @@ describe('skopeo against the example server', () => {
         ],
       }),
     ]);
-    // skopeo's own trust policy and registries configuration, so the machine's files play no part.
-    await writeFile(join(work, 'policy.json'), JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
-    await writeFile(join(work, 'registries.conf'), '');
+    skopeo = await prepareSkopeo(work, () => `server log:\n${server?.logTail()}`);
     server = await startExampleServer(buildDir, join(work, 'data'));
     proxy = await startRecordingProxy(new URL(server.url));
     registry = proxy.host;
@@ -74,17 +71,6 @@ describe('skopeo against the example server', () => {
     if (buildDir) await rm(buildDir, { recursive: true, force: true });
   });
 
-  async function skopeo(...args: string[]): Promise<string> {
-    const global = ['--policy', join(work, 'policy.json'), '--registries-conf', join(work, 'registries.conf')];
-    try {
-      const { stdout } = await runFile('skopeo', [...global, ...args], { maxBuffer: 16 * MiB });
-      return stdout;
-    } catch (error) {
-      const { code, stderr } = error as { code?: unknown; stderr?: string };
-      if (code === 'ENOENT') throw new Error('skopeo is not installed: apt-get install -y skopeo (as .ci/run does)');
-      throw new Error(`skopeo ${args.join(' ')} failed:\n${stderr || String(error)}\nserver log:\n${server?.logTail()}`);
-    }
-  }
 
   /** Runs `action` and resolves to the requests skopeo sent meanwhile. */
   async function recorded(action: () => Promise<unknown>): Promise<ProxiedRequest[]> {

@@ -20,16 +20,31 @@ import { useTempDir } from './support/temp-dir';
 const MiB = 1024 * 1024;
 type Server = Awaited<ReturnType<typeof listen>>;
 
+interface Pulled {
+  status: number;
+  headers: IncomingHttpHeaders;
+  digest: string;
+  length: number;
+  aborted: boolean;
+}
+
 /** A GET whose body is hashed as it streams; `aborted` when the connection ended before the announced length. */
-function pull(url: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: IncomingHttpHeaders; digest: string; length: number; aborted: boolean }> {
-  return new Promise((resolve, reject) => {
+function pull(url: string, headers: Record<string, string> = {}): Promise<Pulled> {
+  return watchedPull(url, headers).result;
+}
+
+/** A {@link pull} that also tells how far it got: `reached(n)` resolves once `n` body bytes have arrived. */
+function watchedPull(url: string, headers: Record<string, string> = {}): { result: Promise<Pulled>; received: () => number; reached: (bytes: number) => Promise<void> } {
+  let length = 0;
+  const waiting: { bytes: number; resolve: () => void }[] = [];
+  const result = new Promise<Pulled>((resolve, reject) => {
     const req = http.get(url, { headers, agent: false }, (res) => {
       const hash = createHash('sha256');
-      let length = 0;
       const finish = (aborted: boolean) => resolve({ status: res.statusCode!, headers: res.headers, digest: `sha256:${hash.digest('hex')}`, length, aborted });
       res.on('data', (chunk: Buffer) => {
         hash.update(chunk);
         length += chunk.length;
+        for (const wait of waiting.filter((entry) => entry.bytes <= length)) wait.resolve();
       });
       res.once('end', () => finish(false));
       res.once('error', () => finish(true));
@@ -37,6 +52,14 @@ function pull(url: string, headers: Record<string, string> = {}): Promise<{ stat
     });
     req.on('error', reject);
   });
+  const reached = (bytes: number) => (length >= bytes ? Promise.resolve() : new Promise<void>((resolve) => waiting.push({ bytes, resolve })));
+  return { result, received: () => length, reached };
+}
+
+/** Resolves once the router has emitted `mirrorMiss` `count` times from now on. */
+function misses(router: RegistryRouter, count: number): Promise<void> {
+  let seen = 0;
+  return new Promise((resolve) => router.events.on('mirrorMiss', () => ++seen === count && resolve()));
 }
 
 /** Collects every event of `names` the router emits. */
@@ -291,6 +314,44 @@ describe('a mirror of this project\'s own registry', () => {
     await waitForStored(mirror, digest);
     expect(requestsTo(proxy, 'GET', /\/blobs\//)).toHaveLength(1);
   });
+
+  it('a client that stops reading does not hold up the others: it gets the rest from storage when it reads again', async () => {
+    const data = randomBytes(32 * MiB);
+    const digest = await pushBlob(upstreamAgent, 'app', data);
+    const held = gate();
+    blobGate = held.opened;
+    const joined = misses(mirror.router, 2);
+    const storageReads = jest.spyOn(mirror.storage, 'readContent');
+    let resumeSlow!: () => void;
+    const slow = new Promise<Pulled>((resolve, reject) => {
+      http
+        .get(`${mirror.server.url}/v2/hub/app/blobs/${digest}`, { agent: false }, (res) => {
+          const hash = createHash('sha256');
+          let length = 0;
+          res.on('data', (chunk: Buffer) => {
+            hash.update(chunk);
+            length += chunk.length;
+          });
+          res.once('data', () => res.pause());
+          resumeSlow = () => res.resume();
+          res.once('end', () => resolve({ status: res.statusCode!, headers: res.headers, digest: `sha256:${hash.digest('hex')}`, length, aborted: false }));
+          res.once('error', reject);
+        })
+        .on('error', reject);
+    });
+    const fast = pull(`${mirror.server.url}/v2/hub/app/blobs/${digest}`);
+    await joined;
+    held.open();
+    expect(await fast).toMatchObject({ status: 200, digest, length: data.length, aborted: false });
+    resumeSlow();
+    expect(await slow).toMatchObject({ status: 200, digest, length: data.length });
+    // It stopped reading along once it was too far behind, and the rest came from storage.
+    expect(storageReads).toHaveBeenCalledTimes(1);
+    const [, range] = storageReads.mock.calls[0];
+    expect(range).toEqual({ start: expect.any(Number), end: data.length - 1 });
+    expect(range!.start).toBeGreaterThan(0);
+    expect(requestsTo(proxy, 'GET', /\/blobs\//)).toHaveLength(1);
+  });
 });
 
 describe('a mirror in front of a corrupting upstream', () => {
@@ -355,6 +416,63 @@ describe('a mirror of scripted upstreams', () => {
     servers.push(server);
     return server;
   }
+
+  it('readers joining a download in progress: within its first MiBs they read along, later ones get the blob from storage once stored', async () => {
+    const data = randomBytes(12 * MiB);
+    const digest = sha256(data);
+    const [first, second] = [gate(), gate()];
+    let gets = 0;
+    // Sends 2 MiB, then 6 more once `first` opens, then the rest once `second` does.
+    const upstream = await scripted((req, res) => {
+      if (req.url !== `/v2/app/blobs/${digest}`) return void res.writeHead(404).end();
+      gets++;
+      res.writeHead(200, { 'Content-Length': data.length, 'Docker-Content-Digest': digest });
+      res.write(data.subarray(0, 2 * MiB));
+      void first.opened.then(() => res.write(data.subarray(2 * MiB, 8 * MiB)));
+      void second.opened.then(() => res.end(data.subarray(8 * MiB)));
+    });
+    const mirror = await startMirror([{ prefix: 'hub', url: upstream.url }]);
+    servers.push(mirror.server);
+    const storageReads = jest.spyOn(mirror.storage, 'readContent');
+    const url = `${mirror.server.url}/v2/hub/app/blobs/${digest}`;
+    const leader = watchedPull(url);
+    await leader.reached(MiB);
+    const early = watchedPull(url);
+    await misses(mirror.router, 1);
+    first.open();
+    await Promise.all([leader.reached(6 * MiB), early.reached(6 * MiB)]);
+    const late = watchedPull(url);
+    await misses(mirror.router, 1);
+    expect(late.received()).toBe(0);
+    second.open();
+    for (const reader of [leader, early, late]) expect(await reader.result).toMatchObject({ status: 200, digest, length: data.length, aborted: false });
+    expect(gets).toBe(1);
+    expect(storageReads.mock.calls.map(([, range]) => range)).toEqual([{ start: 0, end: data.length - 1 }]);
+  });
+
+  it('gives up on an upstream that does not answer within timeout: a stored tag is served, the rest is a 503', async () => {
+    let stalled = false;
+    const app = express();
+    // A stalled upstream accepts the connection and never answers.
+    app.use((_req, _res, next) => void (stalled || next()));
+    app.use(createRegistryRouter({ storage: new MemoryStorage(), uploadPurging: false }));
+    const upstream = await scripted(app);
+    const image = makeImage('stalled');
+    await pushImage(supertest(upstream.url), 'app', image, 'v1');
+    const uncached = await pushBlob(supertest(upstream.url), 'app', 'never pulled');
+    const mirror = await startMirror([{ prefix: 'hub', url: upstream.url, tagTtl: 0, timeout: 300 }]);
+    servers.push(mirror.server);
+    await mirror.agent.get('/v2/hub/app/manifests/v1').expect(200);
+    stalled = true;
+    const failures = record(mirror.router, 'upstreamFailed');
+    expect((await mirror.agent.get('/v2/hub/app/manifests/v1').expect(200)).headers['docker-content-digest']).toBe(image.digest);
+    const missing = await mirror.agent.get(`/v2/hub/app/blobs/${uncached}`).expect(503);
+    expect(missing.body.errors[0].detail).toMatch(/no answer for 300 ms/);
+    expect(failures.map(({ payload }) => [payload.what, payload.servedCached])).toEqual([
+      ['manifest', true],
+      ['blob', false],
+    ]);
+  });
 
   it('passes on 429 TOOMANYREQUESTS with the upstream\'s Retry-After, and a 5xx as 502', async () => {
     const limited = await scripted((_req, res) => res.writeHead(429, { 'Retry-After': '42' }).end());

@@ -180,17 +180,17 @@ export class Mirror {
     this.miss(event);
     const key = `${repository}\n${digest.value}`;
     let download = this.blobs.get(key);
-    if (!download && !withBody) return { size: await this.blobSize(upstream, repository, digest) };
-    if (!download) {
-      download = this.download(upstream, repository, digest);
-      this.blobs.set(key, download);
-      const forget = () => {
-        if (this.blobs.get(key) === download) this.blobs.delete(key);
-      };
-      download.then((fetch) => fetch.done).then(forget, forget);
-    }
     let fetch: SharedBlobFetch;
     try {
+      if (!download && !withBody) return { size: await this.blobSize(upstream, repository, digest) };
+      if (!download) {
+        download = this.download(upstream, repository, digest);
+        this.blobs.set(key, download);
+        const forget = () => {
+          if (this.blobs.get(key) === download) this.blobs.delete(key);
+        };
+        download.then((started) => started.done).then(forget, forget);
+      }
       fetch = await download;
     } catch (error) {
       const failure = this.unavailable(error);

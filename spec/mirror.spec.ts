@@ -345,11 +345,10 @@ describe('a mirror of this project\'s own registry', () => {
     expect(await fast).toMatchObject({ status: 200, digest, length: data.length, aborted: false });
     resumeSlow();
     expect(await slow).toMatchObject({ status: 200, digest, length: data.length });
-    // It stopped reading along once it was too far behind, and the rest came from storage.
-    expect(storageReads).toHaveBeenCalledTimes(1);
-    const [, range] = storageReads.mock.calls[0];
-    expect(range).toEqual({ start: expect.any(Number), end: data.length - 1 });
-    expect(range!.start).toBeGreaterThan(0);
+    // It stopped reading along once it was too far behind, and the rest came from storage (the
+    // fast one too may have, on a busy machine).
+    const resumed = storageReads.mock.calls.map(([, range]) => range).filter((range) => range && range.start > 0);
+    expect(resumed).toContainEqual({ start: expect.any(Number), end: data.length - 1 });
     expect(requestsTo(proxy, 'GET', /\/blobs\//)).toHaveLength(1);
   });
 });
@@ -422,25 +421,25 @@ describe('a mirror of scripted upstreams', () => {
     const digest = sha256(data);
     const [first, second] = [gate(), gate()];
     let gets = 0;
-    // Sends 2 MiB, then 6 more once `first` opens, then the rest once `second` does.
+    // Sends 1 MiB, then 3 more once `first` opens, then the rest once `second` does.
     const upstream = await scripted((req, res) => {
       if (req.url !== `/v2/app/blobs/${digest}`) return void res.writeHead(404).end();
       gets++;
       res.writeHead(200, { 'Content-Length': data.length, 'Docker-Content-Digest': digest });
-      res.write(data.subarray(0, 2 * MiB));
-      void first.opened.then(() => res.write(data.subarray(2 * MiB, 8 * MiB)));
-      void second.opened.then(() => res.end(data.subarray(8 * MiB)));
+      res.write(data.subarray(0, MiB));
+      void first.opened.then(() => res.write(data.subarray(MiB, 4 * MiB)));
+      void second.opened.then(() => res.end(data.subarray(4 * MiB)));
     });
     const mirror = await startMirror([{ prefix: 'hub', url: upstream.url }]);
     servers.push(mirror.server);
     const storageReads = jest.spyOn(mirror.storage, 'readContent');
     const url = `${mirror.server.url}/v2/hub/app/blobs/${digest}`;
     const leader = watchedPull(url);
-    await leader.reached(MiB);
+    await leader.reached(MiB / 2);
     const early = watchedPull(url);
     await misses(mirror.router, 1);
     first.open();
-    await Promise.all([leader.reached(6 * MiB), early.reached(6 * MiB)]);
+    await Promise.all([leader.reached(3.5 * MiB), early.reached(3.5 * MiB)]);
     const late = watchedPull(url);
     await misses(mirror.router, 1);
     expect(late.received()).toBe(0);

@@ -8,9 +8,13 @@ import type { ByteRange } from '../range';
 import type { RegistryStore } from '../store';
 
 /** Bytes from the start of a blob kept in memory, so that readers arriving shortly after the first bytes still read along. */
-const JOIN_WINDOW = 4 * 1024 * 1024;
-/** Bytes a reader may leave unsent in its response before it stops reading along and is served from storage once the blob is stored. */
-const SLOW_READER_LIMIT = 2 * 1024 * 1024;
+const JOIN_WINDOW = 2 * 1024 * 1024;
+/**
+ * Bytes a reader may leave unsent in its response before it stops reading along and is served
+ * from storage once the blob is stored; above the join window, so that a joiner's catching up
+ * alone never counts as falling behind.
+ */
+const SLOW_READER_LIMIT = 2 * JOIN_WINDOW;
 
 /** One response being served from a {@link SharedBlobFetch}. */
 interface Reader {

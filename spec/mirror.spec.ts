@@ -7,7 +7,7 @@ import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import http, { type IncomingHttpHeaders } from 'node:http';
 import express from 'express';
 import supertest from 'supertest';
-import { createRegistryRouter, MemoryStorage, type RegistryEventMap, type RegistryRouter, type UpstreamOptions } from '../lib';
+import { createRegistryRouter, MemoryStorage, type RegistryEventMap, type RegistryOptions, type RegistryRouter, type UpstreamOptions } from '../lib';
 import { contentKey } from '../lib/store/paths';
 import { parseDigest } from '../lib/digest';
 import { createBearerAuthApp } from '../examples/bearer-auth';
@@ -83,7 +83,7 @@ interface Mirror {
   agent: ReturnType<typeof supertest>;
 }
 
-async function startMirror(upstreams: UpstreamOptions[], options: { mountFromAnyRepository?: boolean } = {}): Promise<Mirror> {
+async function startMirror(upstreams: UpstreamOptions[], options: Pick<RegistryOptions, 'mountFromAnyRepository' | 'authorize'> = {}): Promise<Mirror> {
   const storage = new MemoryStorage();
   const router = createRegistryRouter({ storage, upstreams, uploadPurging: false, ...options });
   const app = express();
@@ -238,6 +238,31 @@ describe('a mirror of this project\'s own registry', () => {
       ['blob', uncached, false, false],
       ['manifest', 'v2', false, false],
     ]);
+  });
+
+  it('links a blob already stored for another mirrored repository without asking the upstream, unless mounting from anywhere is off', async () => {
+    const shared = await pushBlob(upstreamAgent, 'one', 'a layer both repositories hold');
+    await pushBlob(upstreamAgent, 'two', 'a layer both repositories hold');
+    await expectBlob(`${mirror.server.url}/v2/hub/one/blobs/${shared}`, 'a layer both repositories hold');
+    await expectBlob(`${mirror.server.url}/v2/hub/two/blobs/${shared}`, 'a layer both repositories hold');
+    expect(requestsTo(proxy, 'GET', /\/blobs\//).map((req) => req.url)).toEqual([`/v2/one/blobs/${shared}`]);
+
+    await mirror.server.close();
+    mirror = await startMirror([{ prefix: 'hub', url: proxy.url }], { mountFromAnyRepository: false });
+    await expectBlob(`${mirror.server.url}/v2/hub/one/blobs/${shared}`, 'a layer both repositories hold');
+    await expectBlob(`${mirror.server.url}/v2/hub/two/blobs/${shared}`, 'a layer both repositories hold');
+    expect(requestsTo(proxy, 'GET', /\/blobs\//).map((req) => req.url)).toEqual([`/v2/one/blobs/${shared}`, `/v2/one/blobs/${shared}`, `/v2/two/blobs/${shared}`]);
+  });
+
+  it('asks authorize for mirrored repositories as for any other, before the upstream is asked', async () => {
+    const image = makeImage('authorized');
+    await pushImage(upstreamAgent, 'open', image, 'v1');
+    await pushImage(upstreamAgent, 'closed', image, 'v1');
+    await mirror.server.close();
+    mirror = await startMirror([{ prefix: 'hub', url: proxy.url }], { authorize: (_req, { repository }) => (repository === 'hub/closed' ? 'forbidden' : true) });
+    await mirror.agent.get('/v2/hub/open/manifests/v1').expect(200);
+    expect((await mirror.agent.get('/v2/hub/closed/manifests/v1').expect(403)).body.errors[0].code).toBe('DENIED');
+    expect(proxy.requests.map((req) => req.url)).toEqual(['/v2/open/manifests/v1']);
   });
 
   it('refuses pushes into a mirrored prefix with 405 UNSUPPORTED, and accepts them with allowPush (never revalidated)', async () => {

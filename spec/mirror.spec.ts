@@ -265,6 +265,32 @@ describe('a mirror of this project\'s own registry', () => {
     expect(proxy.requests.map((req) => req.url)).toEqual(['/v2/open/manifests/v1']);
   });
 
+  it('garbage collection reclaims a cached manifest the upstream no longer tags, and a later pull fetches it again', async () => {
+    await mirror.server.close();
+    mirror = await startMirror([{ prefix: 'hub', url: proxy.url, tagTtl: 0 }]);
+    const [old, current] = [makeImage('collected'), makeImage('kept')];
+    await pushImage(upstreamAgent, 'app', old, 'v1');
+    await mirror.agent.get('/v2/hub/app/manifests/v1').expect(200);
+    for (const blob of [old.config, ...old.layers]) await expectBlob(`${mirror.server.url}/v2/hub/app/blobs/${sha256(blob)}`, blob);
+    await pushImage(upstreamAgent, 'app', current, 'v1');
+    expect((await mirror.agent.get('/v2/hub/app/manifests/v1').expect(200)).headers['docker-content-digest']).toBe(current.digest);
+
+    const report = await mirror.router.collectGarbage({ untagged: 0, grace: 0 });
+    expect(report).toMatchObject({ manifestsDeleted: 1, blobLinksRemoved: 1 + old.layers.length });
+    expect(await mirror.storage.statContent(contentKey(parseDigest(sha256(old.layers[0]))))).toBeUndefined();
+    // The tagged manifest stays, though its blobs were never fetched (it is stored sparse).
+    const before = proxy.requests.length;
+    await mirror.agent.head(`/v2/hub/app/manifests/${current.digest}`).expect(200);
+    expect(proxy.requests.length).toBe(before);
+    // What was collected comes back from the upstream on the next request for it.
+    await mirror.agent.get(`/v2/hub/app/manifests/${old.digest}`).expect(200);
+    await expectBlob(`${mirror.server.url}/v2/hub/app/blobs/${sha256(old.layers[0])}`, old.layers[0]);
+    expect(proxy.requests.slice(before).map((req) => `${req.method} ${req.url}`)).toEqual([
+      `GET /v2/app/manifests/${old.digest}`,
+      `GET /v2/app/blobs/${sha256(old.layers[0])}`,
+    ]);
+  });
+
   it('refuses pushes into a mirrored prefix with 405 UNSUPPORTED, and accepts them with allowPush (never revalidated)', async () => {
     const image = makeImage('local');
     const refused = await mirror.agent.post('/v2/hub/app/blobs/uploads/').expect(405);

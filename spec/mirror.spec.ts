@@ -56,10 +56,10 @@ function watchedPull(url: string, headers: Record<string, string> = {}): { resul
   return { result, received: () => length, reached };
 }
 
-/** Resolves once the router has emitted `mirrorMiss` `count` times from now on. */
+/** Resolves once the router has announced `count` misses (`mirrorLookup` without `hit`) from now on. */
 function misses(router: RegistryRouter, count: number): Promise<void> {
   let seen = 0;
-  return new Promise((resolve) => router.events.on('mirrorMiss', () => ++seen === count && resolve()));
+  return new Promise((resolve) => router.events.on('mirrorLookup', ({ hit }) => !hit && ++seen === count && resolve()));
 }
 
 /** Collects every event of `names` the router emits. */
@@ -291,6 +291,23 @@ describe('a mirror of this project\'s own registry', () => {
     ]);
   });
 
+  it('while the registry is read-only, serves what it holds (tags whatever their age) and fetches nothing', async () => {
+    await mirror.server.close();
+    mirror = await startMirror([{ prefix: 'hub', url: proxy.url, tagTtl: 0 }]);
+    const image = makeImage('read-only');
+    await pushImage(upstreamAgent, 'app', image, 'v1');
+    await mirror.agent.get('/v2/hub/app/manifests/v1').expect(200);
+    mirror.router.setReadOnly(true);
+    const before = proxy.requests.length;
+    expect((await mirror.agent.get('/v2/hub/app/manifests/v1').expect(200)).headers['docker-content-digest']).toBe(image.digest);
+    const refused = await mirror.agent.get(`/v2/hub/app/blobs/${sha256(image.layers[0])}`).expect(503);
+    expect([refused.headers['retry-after'], refused.body.errors[0].detail]).toEqual(['10', expect.stringMatching(/read-only/)]);
+    await mirror.agent.get(`/v2/hub/app/manifests/${makeImage('other').digest}`).expect(503);
+    expect(proxy.requests.length).toBe(before);
+    mirror.router.setReadOnly(false);
+    await expectBlob(`${mirror.server.url}/v2/hub/app/blobs/${sha256(image.layers[0])}`, image.layers[0]);
+  });
+
   it('refuses pushes into a mirrored prefix with 405 UNSUPPORTED, and accepts them with allowPush (never revalidated)', async () => {
     const image = makeImage('local');
     const refused = await mirror.agent.post('/v2/hub/app/blobs/uploads/').expect(405);
@@ -514,13 +531,13 @@ describe('a mirror of scripted upstreams', () => {
     servers.push(mirror.server);
     await mirror.agent.get('/v2/hub/app/manifests/v1').expect(200);
     stalled = true;
-    const failures = record(mirror.router, 'upstreamFailed');
+    const failures = record(mirror.router, 'upstreamFetched');
     expect((await mirror.agent.get('/v2/hub/app/manifests/v1').expect(200)).headers['docker-content-digest']).toBe(image.digest);
     const missing = await mirror.agent.get(`/v2/hub/app/blobs/${uncached}`).expect(503);
     expect(missing.body.errors[0].detail).toMatch(/no answer for 300 ms/);
-    expect(failures.map(({ payload }) => [payload.what, payload.servedCached])).toEqual([
-      ['manifest', true],
-      ['blob', false],
+    expect(failures.map(({ payload }) => [payload.what, payload.ok, payload.servedCached])).toEqual([
+      ['manifest', false, true],
+      ['blob', false, false],
     ]);
   });
 

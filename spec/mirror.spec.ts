@@ -6,10 +6,12 @@
 import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import http, { type IncomingHttpHeaders } from 'node:http';
 import express from 'express';
+import { Registry } from 'prom-client';
 import supertest from 'supertest';
 import { createRegistryRouter, MemoryStorage, type RegistryEventMap, type RegistryOptions, type RegistryRouter, type UpstreamOptions } from '../lib';
 import { contentKey } from '../lib/store/paths';
 import { parseDigest } from '../lib/digest';
+import { registryMetrics } from '../lib/metrics';
 import { createBearerAuthApp } from '../examples/bearer-auth';
 import { userLine } from '../examples/basic-auth';
 import { bytes, listen, sha256 } from './support/http';
@@ -306,6 +308,31 @@ describe('a mirror of this project\'s own registry', () => {
     expect(proxy.requests.length).toBe(before);
     mirror.router.setReadOnly(false);
     await expectBlob(`${mirror.server.url}/v2/hub/app/blobs/${sha256(image.layers[0])}`, image.layers[0]);
+  });
+
+  it('feeds the registry metrics: lookups by result, upstream fetches and the bytes received', async () => {
+    const metrics = registryMetrics(mirror.router, { registry: new Registry() });
+    const data = bytes(100_000, 9);
+    const digest = await pushBlob(upstreamAgent, 'app', data);
+    await proxy.close();
+    await upstream.close();
+    await mirror.agent.get(`/v2/hub/app/blobs/${sha256('unreachable')}`).expect(503);
+    upstream = await listen(express().use(upstreamRouter));
+    proxy = await startRecordingProxy(new URL(upstream.url));
+    await mirror.server.close();
+    mirror = await startMirror([{ prefix: 'hub', url: proxy.url }]);
+    metrics.close();
+    const fresh = registryMetrics(mirror.router, { registry: new Registry() });
+    for (let pull = 0; pull < 2; pull++) await expectBlob(`${mirror.server.url}/v2/hub/app/blobs/${digest}`, data);
+    const text = await fresh.registry.metrics();
+    expect(text).toContain('oci_registry_mirror_lookups_total{what="blob",result="miss"} 1');
+    expect(text).toContain('oci_registry_mirror_lookups_total{what="blob",result="hit"} 1');
+    expect(text).toContain('oci_registry_upstream_fetches_total{what="blob",result="ok"} 1');
+    expect(text).toContain('oci_registry_upstream_received_bytes_total{what="blob"} 100000');
+    const failed = await metrics.registry.metrics();
+    expect(failed).toMatch(/oci_registry_upstream_fetches_total\{what="blob",result="[a-z]+"\} 1/);
+    expect(failed).not.toContain('oci_registry_upstream_fetches_total{what="blob",result="ok"}');
+    fresh.close();
   });
 
   it('refuses pushes into a mirrored prefix with 405 UNSUPPORTED, and accepts them with allowPush (never revalidated)', async () => {

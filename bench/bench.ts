@@ -5,6 +5,7 @@
  *   npm run bench                           # the full run (a few minutes)
  *   npm run bench -- --quick                # small sizes, one round (under a minute)
  *   npm run bench -- --help                 # every flag
+ *   npm run bench -- --workloads mirror     # pull-through: cold and warm pull through a mirror of the upstream, and direct
  *
  * Each workload runs against both servers in turn, alternating which goes first, for several
  * rounds; the table shows medians and the ratio ours/reference. These are measurements, never
@@ -41,11 +42,11 @@ interface Flags {
   settleSeconds: number;
 }
 
-const ALL_WORKLOADS = ['limits', 'put', 'stream', 'chunks', 'get', 'range', 'fresh-get', 'small', 'head', 'scaling'];
+const ALL_WORKLOADS = ['limits', 'put', 'stream', 'chunks', 'get', 'range', 'fresh-get', 'small', 'head', 'scaling', 'mirror'];
 
 const HELP = `usage: npm run bench -- [flags]
   --quick                 small preset: --size 128 --rounds 1 --small 300 --heads 2000 --scaling 1,16,128 --settle 0
-  --size MIB              big blob for put/stream/chunks/get/range (default 1024)
+  --size MIB              big blob for put/stream/chunks/get/range/mirror (default 1024)
   --chunk MIB             PATCH chunk size for "chunks" (default 8)
   --rounds N              rounds per workload (default 3)
   --small N               small blobs per concurrency level per round (default 2000)
@@ -146,11 +147,12 @@ async function waitForRegistry(base: string, child: ChildProcess, what: string):
   throw new Error(`${what} did not answer on ${base}/v2/`);
 }
 
-async function startOurs(dir: string, nodeArgs: string[]): Promise<Server> {
+/** Starts our example server with its data in `dir/<data>` and `env` added to its environment. */
+async function startOurs(dir: string, nodeArgs: string[], data = 'ours', env: Record<string, string> = {}): Promise<Server> {
   const port = await freePort();
   const script = resolve(__dirname, '../examples/server.js');
   const child = spawn(process.execPath, [...nodeArgs, script], {
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: join(dir, 'ours') },
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: join(dir, data), ...env },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   reportEarlyExit(child, 'our example server');
@@ -709,9 +711,11 @@ async function main(): Promise<void> {
   const flags = parseFlags(process.argv.slice(2));
   const dir = mkdtempSync(join(os.tmpdir(), 'oci-bench-'));
   const servers: Server[] = [];
+  /** Our server as a pull-through mirror of the upstream (the reference when installed), for the mirror workload only. */
+  let mirror: Server | undefined;
   const cleanup = () => rmSync(dir, { recursive: true, force: true });
   process.once('SIGINT', () => {
-    for (const server of servers) server.process.kill('SIGTERM');
+    for (const server of [...servers, ...(mirror ? [mirror] : [])]) server.process.kill('SIGTERM');
     cleanup();
     process.exit(130);
   });
@@ -734,6 +738,8 @@ async function main(): Promise<void> {
       if (reference) servers.push(reference);
     }
     const mbps = (bytes: number) => (seconds: number) => bytes / seconds / MB;
+    const upstream = servers.find((server) => server.name === 'reference') ?? servers[0];
+    if (flags.workloads.has('mirror')) mirror = await startOurs(dir, flags.serverNodeArgs, 'mirror', { UPSTREAM_URL: upstream.base, UPSTREAM_PREFIX: 'mirror/' });
 
     const bigWorkloads: Array<[string, string, (server: Server) => Promise<void>]> = [
       ['put', `upload ${flags.sizeMiB} MiB: monolithic PUT`, (s) => uploadMonolithic(s.base, 'bench/put', big)],
@@ -821,6 +827,21 @@ async function main(): Promise<void> {
           });
         }
       }
+      if (mirror) {
+        // A blob no round has used, so that the first pull through the mirror is a cold one.
+        const blob = new BlobSource(data, bigSize, 1000 + round);
+        void blob.digest;
+        const repository = `bench/mirror-r${round}`;
+        await timedWrite(flags, bigSize, () => uploadMonolithic(upstream.base, repository, blob));
+        const pull = (server: Server, name: string) => async () => void (await download(server.base, name, blob));
+        record(`mirror: direct GET ${flags.sizeMiB} MiB from the upstream`, 'MB/s', upstream, await measure(upstream, pull(upstream, repository), mbps(bigSize)));
+        const cold = await timedWrite(flags, bigSize, () => measure(mirror!, pull(mirror!, `mirror/${repository}`), mbps(bigSize), true));
+        record(`mirror: cold GET ${flags.sizeMiB} MiB through our mirror`, 'MB/s', mirror, cold);
+        record(`mirror: peak RSS above idle during the cold GET`, 'MiB', mirror, { ...cold, value: cold.memoryMiB! }, false);
+        record(`mirror: warm GET ${flags.sizeMiB} MiB through our mirror`, 'MB/s', mirror, await measure(mirror, pull(mirror, `mirror/${repository}`), mbps(bigSize)));
+        // Every byte checked once, outside the timing.
+        await download(mirror.base, `mirror/${repository}`, blob, undefined, true);
+      }
       if (flags.workloads.has('head')) {
         await alternate(servers, round, async (server) => {
           const path = `/v2/bench/get/blobs/${big.digest}`;
@@ -862,8 +883,8 @@ async function main(): Promise<void> {
       loadAverage: os.loadavg(),
     };
     console.log(`\nmachine: ${machine.cpus}, ${machine.memoryGiB} GiB RAM, node ${machine.node}; load average at the end ${machine.loadAverage.map((l) => l.toFixed(2)).join(' ')}`);
-    for (const server of servers) {
-      console.log(`${server.name}: resident memory ${(server.startKiB / 1024).toFixed(1)} MiB after start, ${(statusKiB(server.pid, 'VmRSS') / 1024).toFixed(1)} MiB at the end`);
+    for (const server of [...servers, ...(mirror ? [mirror] : [])]) {
+      console.log(`${server === mirror ? 'our mirror' : server.name}: resident memory ${(server.startKiB / 1024).toFixed(1)} MiB after start, ${(statusKiB(server.pid, 'VmRSS') / 1024).toFixed(1)} MiB at the end`);
     }
     console.log('ratio: median over rounds of ours/reference, each pair run back to back (for ms, MiB and ns/B rows lower is better)');
     console.log('cpu: share of one core during the workload (median); limit: the machine, same bytes, same run');
@@ -873,7 +894,7 @@ async function main(): Promise<void> {
       console.log(`JSON: ${flags.json}`);
     }
   } finally {
-    for (const server of servers) await stopServer(server);
+    for (const server of [...servers, ...(mirror ? [mirror] : [])]) await stopServer(server);
     agent.destroy();
     cleanup();
   }

@@ -15,8 +15,14 @@
  * IMMUTABLE_TAGS=<regular expression> makes matching tags immutable, and RETENTION_KEEP_LAST=<n>
  * keeps each repository's n most recently set tags: a garbage collection at start and every hour
  * untags the rest and reclaims what they alone held.
+ *
+ * With UPSTREAM_URL it is also a pull-through mirror of that registry (docs/mirror.md): for
+ * repositories under UPSTREAM_PREFIX (default: every repository), with UPSTREAM_USERNAME and
+ * UPSTREAM_PASSWORD as the upstream's credentials when it asks for them.
+ *
+ *   UPSTREAM_URL=https://registry-1.docker.io UPSTREAM_PREFIX=docker.io/ npm start
  */
-import type { RegistryOptions } from '../lib';
+import type { RegistryOptions, UpstreamOptions } from '../lib';
 import { closeOnSignals, startRegistryServer } from '../lib/server';
 import { addExampleRoutes } from './app';
 
@@ -31,6 +37,7 @@ startRegistryServer({
   host: process.env.HOST ?? '127.0.0.1',
   readOnly: process.env.READ_ONLY === '1',
   registry: {
+    upstreams: upstreamsFromEnvironment(),
     // A mirror of part of an image (one platform, say) pushes manifests whose other blobs it lacks.
     allowSparseManifests: process.env.ALLOW_SPARSE_MANIFESTS === '1',
     notifications,
@@ -76,4 +83,12 @@ function wholeNumber(name: string, value: string): number {
   const number = Number(value);
   if (!Number.isSafeInteger(number) || number < 0) throw new Error(`${name} must be a whole number of bytes or tags, not ${value}`);
   return number;
+}
+
+/** The pull-through mirror the environment asks for (UPSTREAM_URL and friends), if any. */
+function upstreamsFromEnvironment(): UpstreamOptions[] {
+  const { UPSTREAM_URL, UPSTREAM_PREFIX, UPSTREAM_USERNAME, UPSTREAM_PASSWORD } = process.env;
+  if (!UPSTREAM_URL) return [];
+  const auth = UPSTREAM_USERNAME !== undefined ? { username: UPSTREAM_USERNAME, password: UPSTREAM_PASSWORD ?? '' } : undefined;
+  return [{ prefix: UPSTREAM_PREFIX ?? '', url: UPSTREAM_URL, auth }];
 }

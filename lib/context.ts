@@ -2,6 +2,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AccessRequest, Action } from './access';
 import type { Log } from './log';
+import type { Mirror } from './mirror/mirror';
 import type { RegistryStore } from './store';
 
 /** The HTTP methods a resource's method table may answer. */
@@ -26,6 +27,8 @@ export interface RequestContext {
   res: ServerResponse;
   /** Uploads, blobs, manifests, tags and referrers over the router's storage, with its limits. */
   store: RegistryStore;
+  /** The mirror, when `repository` is under one of its prefixes. */
+  mirror?: Mirror;
   options: ResolvedOptions;
   /** Where the router is mounted (`''` or e.g. `/r`), for building `Location` URLs. */
   baseUrl: string;

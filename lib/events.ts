@@ -135,15 +135,26 @@ export interface NotificationSentEvent {
 /** What a pull-through cache fetched or looked up. */
 export type UpstreamObject = 'manifest' | 'blob' | 'tags';
 
-/** A pull-through cache went to its upstream, emitted by the mirror when it lands. */
+/** A pull-through cache went to its upstream: content fetched and stored, or a failure. */
 export interface UpstreamFetchedEvent {
   repository: string;
   what: UpstreamObject;
   /** Bytes received from the upstream. */
   bytes: number;
+  /** Milliseconds from the request to the upstream until the content was stored, or the failure. */
   ms: number;
-  /** False when the upstream failed or was unreachable. */
+  /** False when the upstream failed, was unreachable, or sent bytes that do not match their digest. */
   ok: boolean;
+  /** The upstream's base URL. */
+  upstream?: string;
+  /** The tag or digest asked for. */
+  reference?: string;
+  /** The digest stored, when `ok`. */
+  digest?: string;
+  /** Why it failed, when not `ok`. */
+  error?: string;
+  /** When not `ok`: whether the client was answered from storage instead (a tag fetched before). */
+  servedCached?: boolean;
 }
 
 /** A pull-through cache answered a read from what it holds (`hit`) or had to go upstream. */
@@ -151,6 +162,10 @@ export interface MirrorLookupEvent {
   repository: string;
   what: UpstreamObject;
   hit: boolean;
+  /** The tag or digest asked for. */
+  reference?: string;
+  /** Set when a stored tag older than its TTL was checked with the upstream (`hit` when it still named the stored digest). */
+  revalidated?: boolean;
 }
 
 /**

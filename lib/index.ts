@@ -34,6 +34,8 @@ export {
   type UpstreamFetchedEvent,
   type MirrorLookupEvent,
 } from './events';
+export type { UpstreamOptions } from './mirror/mirror';
+export type { UpstreamCredentials } from './mirror/upstream-client';
 export type { NotificationEndpoint } from './notifications/notifier';
 export type { NotificationFormat } from './notifications/formats';
 export {

@@ -87,6 +87,8 @@ export async function sendBlob(
   blob: { digest: Digest; size: number },
   range: ByteRange | undefined,
   open: (() => Promise<Readable>) | undefined,
+  /** Writes the body instead of `open` (a pull-through cache sending bytes as they arrive). */
+  send?: (res: ServerResponse, range: ByteRange | undefined) => Promise<void>,
 ): Promise<void> {
   const length = range ? range.end - range.start + 1 : blob.size;
   res.statusCode = range ? 206 : 200;
@@ -102,7 +104,8 @@ export async function sendBlob(
     res.end();
     return;
   }
-  await sendStream(await open(), res);
+  if (send) await send(res, range);
+  else await sendStream(await open(), res);
 }
 
 /** Answers a manifest GET or HEAD: its exact bytes (none for a HEAD), typed as it was pushed. */

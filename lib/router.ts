@@ -23,6 +23,7 @@ import { QuotaPolicy, type QuotaOption, type QuotaUsage } from './policies/quota
 import { applyRetention, validateRetention, type RetentionResult, type RetentionRule } from './policies/retention';
 import { startRequest, trackRequest, withOrigin } from './request-log';
 import { observeStorage } from './storage/observed';
+import { Mirror, type UpstreamOptions } from './mirror/mirror';
 import { RegistryStore, type CollectOptions, type CollectionReport } from './store';
 
 /** Options for {@link createRegistryRouter}. */
@@ -109,6 +110,12 @@ export interface RegistryOptions {
   retention?: RetentionRule[];
   /** The clock, in milliseconds since the epoch: tags record when they were set by it, and retention ages them by it. Default `Date.now`. */
   clock?: () => number;
+  /**
+   * Upstream registries to mirror (a pull-through cache): a repository under an upstream's
+   * `prefix` serves that upstream's repository of the same name minus the prefix, fetching and
+   * keeping manifests and blobs as clients ask for them. See docs/mirror.md.
+   */
+  upstreams?: UpstreamOptions[];
 }
 
 /** The router {@link createRegistryRouter} returns: an Express router with the registry's events, store and maintenance calls. */
@@ -235,6 +242,9 @@ export function createRegistryRouter(options: RegistryOptions): RegistryRouter {
     authorize: options.authorize,
     challenge: options.challenge ?? DEFAULT_CHALLENGE,
   };
+  const mirror = options.upstreams?.length
+    ? new Mirror(options.upstreams, store, storage, { maxManifestSize: resolved.maxManifestSize, mountFromAnyRepository: resolved.mountFromAnyRepository, isReadOnly })
+    : undefined;
   const purging = options.uploadPurging === false ? undefined : options.uploadPurging ?? {};
   const maxAge = purging?.maxAge ?? 7 * DAY;
   const collection = options.garbageCollection || undefined;
@@ -265,7 +275,7 @@ export function createRegistryRouter(options: RegistryOptions): RegistryRouter {
       next();
       return;
     }
-    void dispatch(req as unknown as RegistryRequest, res, { store, options: resolved, access, isReadOnly });
+    void dispatch(req as unknown as RegistryRequest, res, { store, mirror, options: resolved, access, isReadOnly });
   });
   // Purging and collecting write, so a read-only registry skips their runs.
   const unlessReadOnly = (task: () => Promise<string>) => () => (isReadOnly() ? Promise.resolve('skipped: the registry is read-only') : task());
@@ -299,6 +309,7 @@ interface AccessControl {
 /** What every request of one router shares. */
 interface RouterState {
   store: RegistryStore;
+  mirror: Mirror | undefined;
   options: ResolvedOptions;
   access: AccessControl | undefined;
   isReadOnly: () => boolean;
@@ -319,7 +330,7 @@ function schedule(what: string, interval: number, task: () => Promise<string>): 
 
 const READS: HttpMethod[] = ['GET', 'HEAD'];
 
-async function dispatch(req: RegistryRequest, res: ServerResponse, { store, options, access, isReadOnly }: RouterState): Promise<void> {
+async function dispatch(req: RegistryRequest, res: ServerResponse, { store, mirror, options, access, isReadOnly }: RouterState): Promise<void> {
   res.setHeader('Docker-Distribution-API-Version', 'registry/2.0');
   const labels = trackRequest(req, res, store.events);
   try {
@@ -334,7 +345,7 @@ async function dispatch(req: RegistryRequest, res: ServerResponse, { store, opti
     const query = new URL(req.url ?? '/', 'http://registry.invalid').searchParams;
     const log = loggers.get(route.module)!({ repository: repository || undefined, upload: params.uploadId });
     const mayList = async (name: string) => !access || (await access.authorize(req, { repository: name, actions: PULL, catalog: true })) === true;
-    const context: RequestContext = { req, res, store, options, baseUrl: req.baseUrl, repository, params, query, mayList };
+    const context: RequestContext = { req, res, store, mirror: mirror?.covers(repository) ? mirror : undefined, options, baseUrl: req.baseUrl, repository, params, query, mayList };
     const method = Object.hasOwn(route.methods, req.method ?? '') ? route.methods[req.method as HttpMethod] : undefined;
     if (!method) {
       const allow = Object.keys(route.methods).join(', ');
@@ -351,6 +362,9 @@ async function dispatch(req: RegistryRequest, res: ServerResponse, { store, opti
       await enforceAccess(req, requests, access.authorize, access.challenge);
     }
     if (method.deletes && !options.deleteEnabled) throw new RegistryError('UNSUPPORTED', 'deleting is disabled on this registry');
+    if (method.actions.includes('push') && mirror?.refusesPush(repository)) {
+      throw new RegistryError('UNSUPPORTED', `${repository} mirrors an upstream registry; pushes are not accepted here`);
+    }
     log('%s %s', req.method, req.path);
     const handle = () => method.handle(context, log);
     const uploadId = params.uploadId;

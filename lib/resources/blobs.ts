@@ -4,6 +4,7 @@ import type { MethodTable, RequestContext } from '../context';
 import { parseDigest } from '../digest';
 import { RegistryError } from '../errors';
 import type { Log } from '../log';
+import type { MirroredBlob } from '../mirror/mirror';
 import { parseRequestRange } from '../range';
 import { sendBlob, sendEmpty } from '../respond';
 
@@ -16,9 +17,9 @@ class BlobHandler {
 
   /** GET/HEAD: the blob's bytes (whole or a range) and its metadata. */
   async fetch(withBody: boolean): Promise<void> {
-    const { store, repository, req, res } = this.context;
+    const { store, mirror, repository, req, res } = this.context;
     const digest = parseDigest(this.context.params.digest);
-    const info = await store.blobs.info(repository, digest);
+    const info: MirroredBlob | undefined = mirror ? await mirror.blob(repository, digest, withBody) : await store.blobs.info(repository, digest);
     if (!info) throw new RegistryError('BLOB_UNKNOWN', `${digest.value} is not in ${repository}`);
     const range = parseRequestRange(req.headers.range, info.size);
     if (range === 'unsatisfiable') {
@@ -26,17 +27,14 @@ class BlobHandler {
         headers: { 'Content-Range': `bytes */${info.size}` },
       });
     }
-    const url = withBody ? await store.blobs.url(digest) : undefined;
+    const url = withBody && !info.send ? await store.blobs.url(digest) : undefined;
     if (url) {
       this.log('redirecting to the storage for %s', digest.value);
       sendEmpty(res, 307, { Location: url, 'Docker-Content-Digest': digest.value });
       return;
     }
-    const open = async () => {
-      this.log('sending %s (%d bytes)', digest.value, range ? range.end - range.start + 1 : info.size);
-      return store.blobs.open(digest, range);
-    };
-    await sendBlob(res, { digest, size: info.size }, range, withBody ? open : undefined);
+    if (withBody) this.log('sending %s (%d bytes)%s', digest.value, range ? range.end - range.start + 1 : info.size, info.send ? ' as it arrives from the upstream' : '');
+    await sendBlob(res, { digest, size: info.size }, range, withBody ? () => store.blobs.open(digest, range) : undefined, info.send);
   }
 
   /** DELETE: unlink the blob from this repository. */

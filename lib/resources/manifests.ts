@@ -36,10 +36,10 @@ class ManifestHandler {
 
   /** GET/HEAD: the manifest's exact bytes, typed as it was pushed. */
   async fetch(withBody: boolean): Promise<void> {
-    const { store, repository, res } = this.context;
+    const { store, mirror, repository, res } = this.context;
     const { manifests } = store;
     const reference = this.storedReference;
-    const manifest = await manifests.resolve(repository, reference);
+    const manifest = mirror ? await mirror.manifest(repository, reference) : await manifests.resolve(repository, reference);
     if (!manifest) throw unknown(reference, repository);
     sendManifest(res, manifest, withBody ? await manifests.read(manifest) : undefined);
   }

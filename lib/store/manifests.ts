@@ -54,7 +54,8 @@ export class ManifestStore {
    * for a push by digest, every tag of `tags`). Throws `DIGEST_INVALID` when a digest reference
    * does not match the bytes, `MANIFEST_INVALID` for a malformed manifest,
    * `MANIFEST_BLOB_UNKNOWN` when a blob or child manifest it references is not in the repository,
-   * and `DENIED` when a policy keeps one of the tags where it is.
+   * and `DENIED` when a policy keeps one of the tags where it is. With sparse manifests allowed, or
+   * `sparse` set for this one (a mirror stores manifests before their blobs), references need not exist.
    */
   async put(
     repository: string,
@@ -62,6 +63,7 @@ export class ManifestStore {
     body: Buffer,
     contentType: string | undefined,
     tags: readonly string[] = [],
+    { sparse = this.allowSparse }: { sparse?: boolean } = {},
   ): Promise<{ digest: Digest; manifest: ParsedManifest }> {
     const algorithm = reference.digest?.algorithm ?? 'sha256';
     const digest = parseDigest(digestOf(body, algorithm));
@@ -77,8 +79,8 @@ export class ManifestStore {
       current.set(tag, (await this.tagTarget(repository, tag))?.value);
       hooks.checkTag?.(repository, tag, current.get(tag), digest.value);
     }
-    await this.checkReferences(repository, manifest);
-    await this.storeRevision(repository, digest, manifest, body);
+    if (!sparse) await this.checkReferences(repository, manifest);
+    await this.storeRevision(repository, digest, manifest, body, sparse);
     for (const tag of tagged) {
       await adapter.putDocument(digestTagsPrefix(repository, digest) + tag, Buffer.alloc(0));
       await this.setTag(repository, tag, digest, current.get(tag));
@@ -103,7 +105,7 @@ export class ManifestStore {
    * exists: when a collection removed a blob or child meanwhile, a revision this call created is
    * taken back and the push fails with `MANIFEST_BLOB_UNKNOWN`, before anything is acknowledged.
    */
-  private async storeRevision(repository: string, digest: Digest, manifest: ParsedManifest, body: Buffer): Promise<void> {
+  private async storeRevision(repository: string, digest: Digest, manifest: ParsedManifest, body: Buffer, sparse: boolean): Promise<void> {
     const { adapter } = this.shared;
     const revisionKey = manifestLinkKey(repository, digest);
     const existed = (await adapter.getDocument(revisionKey)) !== undefined;
@@ -118,7 +120,7 @@ export class ManifestStore {
       }
       await this.marks.touch([manifestKey(digest), revisionKey, ...blobKeys, ...childKeys]);
       // A sparse manifest may lack what it names; one a collection removed meanwhile is no different.
-      const missing = this.allowSparse ? undefined : await this.firstMissing([...blobKeys, ...childKeys]);
+      const missing = sparse ? undefined : await this.firstMissing([...blobKeys, ...childKeys]);
       if (missing !== undefined) {
         if (!existed) {
           if (manifest.subject) await adapter.deleteDocument(referrerKey(repository, manifest.subject, digest));
@@ -229,7 +231,6 @@ export class ManifestStore {
   }
 
   private async checkReferences(repository: string, manifest: ParsedManifest): Promise<void> {
-    if (this.allowSparse) return;
     for (const blob of manifest.blobs) {
       if (!(await this.blobs.info(repository, blob))) {
         throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `the manifest references ${blob.value}, which is not in ${repository}`);

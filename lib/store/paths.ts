@@ -14,6 +14,7 @@
  *   _tags/<tag>                                  {digest, at}: the tag names that manifest, set at time `at`
  *   _digest-tags/<algorithm>/<hex>/<tag>         empty: <tag> names (or once named) that manifest
  *   _referrers/<algorithm>/<hex>/<algorithm>/<hex>  the referrer's descriptor, under its subject
+ *   _mirrored-tags/<tag>                         {digest, checkedAt}: a mirror fetched <tag> from its upstream (lib/mirror)
  * gc/lease/<generation>                          {owner, expiresAt}: the one collection running
  * gc/marks/<item>                                {state: condemned | deleting, at}: the collector means to delete <item>
  * gc/pins/<item>                                 {at}: a request relied on <item> while it was condemned
@@ -170,4 +171,9 @@ export function quotaUsageKey(scope: string): string {
 /** Key prefix of the claims of blobs being linked under a quota. */
 export function quotaClaimsPrefix(scope: string): string {
   return `${quotaPrefix(scope)}_claims/`;
+}
+
+/** Document key of a mirrored tag's record: the digest the upstream tagged, and when it last said so. */
+export function mirroredTagKey(repository: string, tag: string): string {
+  return `${repositoryPrefix(repository)}_mirrored-tags/${tag}`;
 }

@@ -54,11 +54,15 @@ export {
   isRecycling,
   UploadConflictError,
   NotFoundError,
+  StorageFullError,
+  StorageUnavailableError,
+  DEFAULT_RETRY_AFTER,
+  asStorageFault,
   assertSafeKey,
 } from './storage/adapter';
 export { MemoryStorage, type MemoryStorageOptions } from './storage/memory';
 export { FileSystemStorage, type FileSystemStorageOptions } from './storage/filesystem';
-export { RegistryError, ERROR_CODES, sendError, type ErrorCode } from './errors';
+export { RegistryError, ERROR_CODES, sendError, toRegistryError, type ErrorCode } from './errors';
 export { validateName, validateTag } from './names';
 export { parseDigest, SUPPORTED_ALGORITHMS, type Digest, type DigestAlgorithm } from './digest';
 export type { ByteRange } from './range';

@@ -23,7 +23,7 @@ import {
   type PutDocumentOptions,
   type StorageAdapter,
 } from './adapter';
-import { Bucket, isMissing } from './s3-bucket';
+import { Bucket, isMissing, s3Fault } from './s3-bucket';
 import { ClaimTable } from './s3-claims';
 
 const log = moduleLogger('s3');
@@ -176,6 +176,17 @@ export class S3Storage implements StorageAdapter {
       logger: sdkLogger,
       ...options.clientOptions,
     });
+    // Every request's faults are classified once, after the SDK's own retries, whatever sent it.
+    this.client.middlewareStack.add(
+      (next) => async (args) => {
+        try {
+          return await next(args);
+        } catch (error) {
+          throw s3Fault(error);
+        }
+      },
+      { step: 'initialize', name: 'storageFaults' },
+    );
     this.bucket = new Bucket(this.client, options.bucket);
     this.root = options.prefix ? `${options.prefix}/` : '';
     this.presignedReadSeconds = options.presignedReadSeconds;

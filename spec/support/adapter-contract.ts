@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { NotFoundError, UploadConflictError, type StorageAdapter } from '../../lib';
+import { NotFoundError, StorageFullError, UploadConflictError, type StorageAdapter } from '../../lib';
 
 /** Collects a stream into one buffer (test data only). */
 export async function readAll(stream: Readable): Promise<Buffer> {
@@ -34,11 +34,22 @@ function uploadId(): string {
   return `00000000-0000-4000-8000-${String(counter).padStart(12, '0')}`;
 }
 
+/** Further parts of the contract, for adapters that can be put in the state they need. */
+export interface ContractOptions {
+  /**
+   * An adapter whose backend has no space left, with one upload (`full-upload`) created before it
+   * filled; and how to remove it. The contract then checks that every write rejects with
+   * `StorageFullError` and leaves nothing visible, and that an append keeps a prefix.
+   */
+  full?: { create: () => Promise<StorageAdapter>; cleanup: () => Promise<void> };
+}
+
 /**
  * The contract every {@link StorageAdapter} must meet. Each built-in adapter's spec runs it;
  * a host's own adapter can run it too.
  */
-export function describeStorageAdapterContract(name: string, create: () => Promise<StorageAdapter>, cleanup?: () => Promise<void>): void {
+export function describeStorageAdapterContract(name: string, create: () => Promise<StorageAdapter>, cleanup?: () => Promise<void>, options: ContractOptions = {}): void {
+  if (options.full) describeFullStorageContract(name, options.full);
   describe(`StorageAdapter contract: ${name}`, () => {
     let adapter: StorageAdapter;
     beforeEach(async () => {
@@ -233,6 +244,40 @@ export function describeStorageAdapterContract(name: string, create: () => Promi
         expect(await adapter.listDocuments('list/a/')).toEqual(['x', 'y']);
         expect(await adapter.listDocuments('nothing/')).toEqual([]);
       });
+
+      it('stores an empty document, which is not a missing one and is listed', async () => {
+        expect(await adapter.putDocument('empty/one', Buffer.alloc(0))).toBe(true);
+        expect(await adapter.getDocument('empty/one')).toEqual(Buffer.alloc(0));
+        expect(await adapter.listDocuments('empty/')).toEqual(['one']);
+      });
+    });
+  });
+}
+
+/** What a full backend must do: refuse each write with StorageFullError and leave nothing of it. */
+function describeFullStorageContract(name: string, full: NonNullable<ContractOptions['full']>): void {
+  describe(`StorageAdapter contract: ${name} with no space left`, () => {
+    let adapter: StorageAdapter;
+    beforeEach(async () => {
+      adapter = await full.create();
+    });
+    afterEach(() => full.cleanup());
+
+    it('refuses a document with StorageFullError and leaves none, nor a half-written one', async () => {
+      const value = Buffer.alloc(64 * 1024, 1);
+      await expect(adapter.putDocument('full/doc', value)).rejects.toBeInstanceOf(StorageFullError);
+      await expect(adapter.putDocument('full/once', value, { ifAbsent: true })).rejects.toBeInstanceOf(StorageFullError);
+      expect(await adapter.getDocument('full/doc')).toBeUndefined();
+      expect(await adapter.getDocument('full/once')).toBeUndefined();
+      expect(await adapter.listDocuments('full/')).toEqual([]);
+    });
+
+    it('refuses an append with StorageFullError, keeping a prefix of the body that the upload counts exactly', async () => {
+      const body = Buffer.from(Array.from({ length: 1024 * 1024 }, (_, index) => index % 251));
+      await expect(adapter.appendUpload('full-upload', 0, Readable.from([body]))).rejects.toBeInstanceOf(StorageFullError);
+      const size = (await adapter.uploadSize('full-upload'))!;
+      expect(size).toBeLessThan(body.length);
+      expect((await readAll(await adapter.readUpload('full-upload'))).equals(body.subarray(0, size))).toBe(true);
     });
   });
 }

@@ -40,12 +40,18 @@ interface Flags {
   reference: boolean;
   serverNodeArgs: string[];
   settleSeconds: number;
+  sessionLevels: number[];
+  sessionPosts: number;
+  sessionRepositories: number;
+  descriptors: number;
+  indexChildren: number;
 }
 
-const ALL_WORKLOADS = ['limits', 'put', 'stream', 'chunks', 'get', 'range', 'fresh-get', 'small', 'head', 'scaling', 'mirror'];
+const ALL_WORKLOADS = ['limits', 'put', 'stream', 'chunks', 'get', 'range', 'fresh-get', 'small', 'head', 'scaling', 'mirror', 'sessions', 'manifests'];
 
 const HELP = `usage: npm run bench -- [flags]
   --quick                 small preset: --size 128 --rounds 1 --small 300 --heads 2000 --scaling 1,16,128 --settle 0
+                          --sessions 0,1000,10000 --session-posts 200 --descriptors 2500 --index-children 2000
   --size MIB              big blob for put/stream/chunks/get/range/mirror (default 1024)
   --chunk MIB             PATCH chunk size for "chunks" (default 8)
   --rounds N              rounds per workload (default 3)
@@ -59,7 +65,12 @@ const HELP = `usage: npm run bench -- [flags]
   --json FILE             also write the results as JSON
   --no-reference          run only our server
   --server-node-args A,B  extra node flags for our server, e.g. --cpu-prof,--cpu-prof-dir=/tmp/prof
-  --settle SECONDS        quiet time before each timed write of 256 MiB or more (default 6, --quick 0); see README`;
+  --settle SECONDS        quiet time before each timed write of 256 MiB or more (default 6, --quick 0); see README
+  --sessions A,B,..       open sessions at which "sessions" times POSTs and reads RSS (default 0,10000,100000)
+  --session-posts N       timed POSTs at each of those levels (default 1000)
+  --session-repos N       repositories the sessions are spread over (default 200)
+  --descriptors N         layer descriptors, all one blob, in the "manifests" image manifest (default 25000)
+  --index-children N      distinct child manifests in the "manifests" index (default 20000)`;
 
 function parseFlags(argv: string[]): Flags {
   const flags: Flags = {
@@ -76,9 +87,25 @@ function parseFlags(argv: string[]): Flags {
     reference: true,
     serverNodeArgs: [],
     settleSeconds: 6,
+    sessionLevels: [0, 10_000, 100_000],
+    sessionPosts: 1000,
+    sessionRepositories: 200,
+    descriptors: 25_000,
+    indexChildren: 20_000,
   };
   if (argv.includes('--quick')) {
-    Object.assign(flags, { sizeMiB: 128, rounds: 1, smallCount: 300, heads: 2000, scalingMiB: [1, 16, 128], settleSeconds: 0 });
+    Object.assign(flags, {
+      sizeMiB: 128,
+      rounds: 1,
+      smallCount: 300,
+      heads: 2000,
+      scalingMiB: [1, 16, 128],
+      settleSeconds: 0,
+      sessionLevels: [0, 1000, 10_000],
+      sessionPosts: 200,
+      descriptors: 2500,
+      indexChildren: 2000,
+    });
   }
   const numbers = (text: string) => text.split(',').map(Number);
   for (let i = 0; i < argv.length; i++) {
@@ -104,6 +131,11 @@ function parseFlags(argv: string[]): Flags {
       case '--no-reference': flags.reference = false; break;
       case '--server-node-args': flags.serverNodeArgs = value().split(','); break;
       case '--settle': flags.settleSeconds = Number(value()); break;
+      case '--sessions': flags.sessionLevels = numbers(value()); break;
+      case '--session-posts': flags.sessionPosts = Number(value()); break;
+      case '--session-repos': flags.sessionRepositories = Number(value()); break;
+      case '--descriptors': flags.descriptors = Number(value()); break;
+      case '--index-children': flags.indexChildren = Number(value()); break;
       case '--help': console.log(HELP); process.exit(0);
       default: throw new Error(`unknown flag ${flag}\n${HELP}`);
     }
@@ -707,6 +739,118 @@ async function timedWrite<T>(flags: Flags, bytes: number, write: () => Promise<T
   }
 }
 
+/** Runs `task(index)` for every index below `count`, `concurrency` at a time. */
+async function forEachConcurrently(count: number, concurrency: number, task: (index: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < count) await task(next++);
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
+}
+
+/**
+ * POST latency and resident memory as abandoned sessions pile up. First a warm-up opens and
+ * cancels sessions (none stays open), so that the baseline is a server that has served such
+ * requests: what it costs to serve them (compiled code, a heap sized for the traffic) is then not
+ * counted as the cost of open sessions. At each level, sessions are opened (untimed, spread over
+ * the repositories) until that many are open, then POSTs to those repositories are timed one at a
+ * time, and the server's RSS is read against the baseline.
+ */
+async function sessionsWorkload(server: Server, flags: Flags): Promise<void> {
+  const repositories = Array.from({ length: flags.sessionRepositories }, (_, index) => `bench/sessions-${index}`);
+  await forEachConcurrently(flags.sessionPosts * 5, 4, async (index) => {
+    const session = await startSession(server.base, repositories[index % repositories.length]);
+    expectStatus(await request(server.base, 'DELETE', session), 204, 'DELETE upload');
+  });
+  const idleKiB = statusKiB(server.pid, 'VmRSS');
+  let open = 0;
+  for (const level of flags.sessionLevels) {
+    const from = open;
+    if (level > open) await forEachConcurrently(level - open, 4, (index) => startSession(server.base, repositories[(from + index) % repositories.length]).then(() => undefined));
+    open = Math.max(open, level);
+    const latencies: number[] = [];
+    const sample = await measure(
+      server,
+      async () => {
+        for (let index = 0; index < flags.sessionPosts; index++) {
+          const started = process.hrtime.bigint();
+          await startSession(server.base, repositories[index % repositories.length]);
+          latencies.push(Number(process.hrtime.bigint() - started) / 1e6);
+        }
+      },
+      () => 0,
+    );
+    open += flags.sessionPosts;
+    const label = `${level.toLocaleString('en-US')} open sessions`;
+    record(`POST p50, ${label}`, 'ms', server, { ...sample, value: percentile(latencies, 50) }, false);
+    record(`POST p99, ${label}`, 'ms', server, { ...sample, value: percentile(latencies, 99) }, false);
+    record(`RSS above the warmed-up server, ${label}`, 'MiB', server, { ...sample, value: (statusKiB(server.pid, 'VmRSS') - idleKiB) / 1024 }, false);
+  }
+}
+
+const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
+
+async function putManifest(base: string, repository: string, reference: string, mediaType: string, body: Buffer): Promise<void> {
+  expectStatus(await request(base, 'PUT', `/v2/${repository}/manifests/${reference}`, { 'Content-Type': mediaType, 'Content-Length': body.length }, [body]), 201, 'PUT manifest');
+}
+
+/**
+ * Manifest PUTs whose descriptor checks dominate: an image manifest listing one layer
+ * `flags.descriptors` times, and an index of `flags.indexChildren` distinct child manifests
+ * (pushed untimed first). Each is PUT under a new tag per round, so every PUT checks again.
+ */
+async function manifestsWorkload(servers: Server[], flags: Flags): Promise<void> {
+  const repository = 'bench/manifests';
+  const blob = (text: string) => {
+    const bytes = Buffer.from(text);
+    return { bytes, digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}` };
+  };
+  const config = blob('{"architecture":"amd64","os":"linux"}');
+  const layer = blob('one layer, listed many times');
+  const descriptorOf = (mediaType: string, item: { bytes: Buffer; digest: string }) => ({ mediaType, digest: item.digest, size: item.bytes.length });
+  const image = (layers: number, annotations?: Record<string, string>) =>
+    Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: OCI_MANIFEST,
+        config: descriptorOf('application/vnd.oci.image.config.v1+json', config),
+        layers: Array.from({ length: layers }, () => descriptorOf('application/vnd.oci.image.layer.v1.tar', layer)),
+        annotations,
+      }),
+    );
+  const many = image(flags.descriptors);
+  const children = Array.from({ length: flags.indexChildren }, (_, index) => blob(image(1, { child: String(index) }).toString()));
+  const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: children.map((child) => descriptorOf(OCI_MANIFEST, child)) }));
+  for (const server of servers) {
+    for (const item of [config, layer]) {
+      const session = await startSession(server.base, repository);
+      const put = follow(server.base, session, { digest: item.digest });
+      expectStatus(await request(server.base, 'PUT', put, { 'Content-Type': 'application/octet-stream', 'Content-Length': item.bytes.length }, [item.bytes]), 201, 'PUT blob');
+    }
+    await forEachConcurrently(children.length, 8, (child) => putManifest(server.base, repository, children[child].digest, OCI_MANIFEST, children[child].bytes));
+  }
+  for (let round = 0; round < flags.rounds; round++) {
+    await alternate(servers, round, async (server) => {
+      const ms = (seconds: number) => seconds * 1000;
+      record(
+        `manifest PUT, ${flags.descriptors.toLocaleString('en-US')} repeated layer descriptors`,
+        'ms',
+        server,
+        await measure(server, () => putManifest(server.base, repository, `many-layers-${round}`, OCI_MANIFEST, many), ms),
+        false,
+      );
+      record(
+        `index PUT, ${flags.indexChildren.toLocaleString('en-US')} children`,
+        'ms',
+        server,
+        await measure(server, () => putManifest(server.base, repository, `index-${round}`, OCI_INDEX, index), ms),
+        false,
+      );
+    });
+  }
+}
+
 async function main(): Promise<void> {
   const flags = parseFlags(process.argv.slice(2));
   const dir = mkdtempSync(join(os.tmpdir(), 'oci-bench-'));
@@ -873,6 +1017,10 @@ async function main(): Promise<void> {
         });
       }
     }
+
+    if (flags.workloads.has('manifests')) await manifestsWorkload(servers, flags);
+    // Last: the sessions it leaves open would weigh on every later workload.
+    if (flags.workloads.has('sessions')) for (const server of servers) await sessionsWorkload(server, flags);
 
     console.log();
     printTable();

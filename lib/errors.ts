@@ -1,3 +1,5 @@
+import { asStorageFault, StorageFullError, StorageUnavailableError } from './storage/adapter';
+
 /**
  * The error codes of the OCI Distribution Specification v1.1, each with the HTTP status the
  * spec (or, where it is silent, the reference registry) pairs it with and its standard message.
@@ -19,6 +21,8 @@ export const ERROR_CODES = {
   UNSUPPORTED: { status: 405, message: 'the operation is unsupported' },
   TOOMANYREQUESTS: { status: 429, message: 'too many requests' },
   RANGE_INVALID: { status: 416, message: 'invalid content range' },
+  /** Not in the OCI spec: the reference registry's code for a backend it cannot reach. */
+  UNAVAILABLE: { status: 503, message: 'service unavailable' },
   UNKNOWN: { status: 500, message: 'unknown error' },
 } as const;
 
@@ -64,4 +68,23 @@ export class RegistryError extends Error {
   toBody(): { errors: { code: ErrorCode; message: string; detail: unknown }[] } {
     return { errors: [{ code: this.code, message: this.bodyMessage, detail: this.detail }] };
   }
+}
+
+/**
+ * The answer to `error`, the one place where storage faults become statuses: a
+ * {@link StorageFullError} (or `ENOSPC`/`EDQUOT`) is 507 `UNKNOWN` saying storage is full, a
+ * {@link StorageUnavailableError} (or a refused or timed-out connection) 503 `UNAVAILABLE` with
+ * `Retry-After`, and anything else that is not a {@link RegistryError} a 500 `UNKNOWN` whose
+ * detail does not leak internals.
+ */
+export function toRegistryError(error: unknown): RegistryError {
+  if (error instanceof RegistryError) return error;
+  const fault = asStorageFault(error);
+  if (fault instanceof StorageFullError) {
+    return new RegistryError('UNKNOWN', 'storage is full: the registry cannot store more data until space is freed', { status: 507 });
+  }
+  if (fault instanceof StorageUnavailableError) {
+    return new RegistryError('UNAVAILABLE', 'storage is unavailable: retry later', { headers: { 'Retry-After': String(fault.retryAfter) } });
+  }
+  return new RegistryError('UNKNOWN', 'internal error');
 }

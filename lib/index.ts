@@ -57,12 +57,16 @@ export {
   isRecycling,
   UploadConflictError,
   NotFoundError,
+  StorageFullError,
+  StorageUnavailableError,
+  DEFAULT_RETRY_AFTER,
+  asStorageFault,
   assertSafeKey,
   pageNames,
 } from './storage/adapter';
 export { MemoryStorage, type MemoryStorageOptions } from './storage/memory';
 export { FileSystemStorage, type FileSystemStorageOptions } from './storage/fs';
-export { RegistryError, ERROR_CODES, type ErrorCode } from './errors';
+export { RegistryError, ERROR_CODES, toRegistryError, type ErrorCode } from './errors';
 export { sendError } from './respond';
 export { validateName, validateTag } from './names';
 export { parseDigest, SUPPORTED_ALGORITHMS, type Digest, type DigestAlgorithm } from './digest';

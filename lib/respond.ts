@@ -3,7 +3,7 @@ import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import type { Digest } from './digest';
-import { RegistryError } from './errors';
+import { toRegistryError } from './errors';
 import type { ByteRange } from './range';
 import { isRecycling } from './storage/adapter';
 import type { StoredManifest } from './store';
@@ -37,7 +37,7 @@ function writeJsonHead(res: ServerResponse, status: number, text: string, header
  * written but not ended, for the caller to end once the request is done with.
  */
 export function sendError(res: ServerResponse, error: unknown, { keepOpen = false } = {}): void {
-  const registryError = error instanceof RegistryError ? error : new RegistryError('UNKNOWN', 'internal error');
+  const registryError = toRegistryError(error);
   if (res.headersSent) {
     res.destroy();
     return;

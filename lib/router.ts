@@ -60,6 +60,10 @@ export interface RegistryOptions {
   maxBlobSize?: number;
   /** Most upload sessions open at once in one repository; more get 429 `TOOMANYREQUESTS`. Default 1000. */
   maxUploadsPerRepository?: number;
+  /** Most running hashes kept in memory (about 1 KiB each); a session whose hash was dropped verifies by reading back. Default 4096. */
+  runningHashCache?: number;
+  /** Most upload session records kept in memory (about 1 KiB each); a dropped one is read from storage again. Default 8192. */
+  sessionRecordCache?: number;
   /**
    * Milliseconds a request body may stall (no byte arriving while the registry waits for one)
    * before the request is ended with 408 and its session freed. Default 60000.
@@ -333,6 +337,7 @@ const READS: HttpMethod[] = ['GET', 'HEAD'];
 async function dispatch(req: RegistryRequest, res: ServerResponse, { store, mirror, options, access, isReadOnly }: RouterState): Promise<void> {
   res.setHeader('Docker-Distribution-API-Version', 'registry/2.0');
   const labels = trackRequest(req, res, store.events);
+  let log = routerLog;
   try {
     const route = ROUTES.find((candidate) => candidate.pattern.test(req.path));
     startRequest(labels, route?.module ?? 'unknown', req.method ?? 'GET', store.events);
@@ -343,7 +348,7 @@ async function dispatch(req: RegistryRequest, res: ServerResponse, { store, mirr
     const repository = route.params[0] === 'name' ? validateName(values[0]) : '';
     labels.repository = repository || undefined;
     const query = new URL(req.url ?? '/', 'http://registry.invalid').searchParams;
-    const log = loggers.get(route.module)!({ repository: repository || undefined, upload: params.uploadId });
+    log = loggers.get(route.module)!({ repository: repository || undefined, upload: params.uploadId });
     const mayList = async (name: string) => !access || (await access.authorize(req, { repository: name, actions: PULL, catalog: true })) === true;
     const context: RequestContext = { req, res, store, mirror: mirror?.covers(repository) ? mirror : undefined, options, baseUrl: req.baseUrl, repository, params, query, mayList };
     const method = Object.hasOwn(route.methods, req.method ?? '') ? route.methods[req.method as HttpMethod] : undefined;
@@ -370,7 +375,8 @@ async function dispatch(req: RegistryRequest, res: ServerResponse, { store, mirr
     const uploadId = params.uploadId;
     await withOrigin(req, () => (uploadId === undefined ? handle() : store.uploads.withSession(uploadId, handle)));
   } catch (error) {
-    if (!(error instanceof RegistryError)) routerLog('error on %s %s: %O', req.method, req.path, error);
+    // Logged here only, with the request's repository and upload id: nothing below logs it again.
+    if (!(error instanceof RegistryError)) log('error on %s %s: %O', req.method, req.path, error);
     if (req.complete) sendError(res, error);
     else refuseUnreadBody(req, res, error);
   }

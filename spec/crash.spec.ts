@@ -90,7 +90,7 @@ describe('crash safety: SIGKILL at any moment, restart on the same folder, resum
     ['after a chunk is appended, before the 202', 'appendUpload:after', 'session', 1_000_000],
     ['after verification, before the bytes become content', 'commitUpload:before', 'session', 2_000_000],
     ['after the bytes became content, before the blob is linked', 'commitUpload:after', 'unlinked', 0],
-    ['after the blob is linked, before the session record is removed', 'putDocument:after:repositories/', 'linked', 0],
+    ['after the blob is linked, before the session record is removed', 'putDocument:after:repositories/crash/app/_blobs/', 'linked', 0],
     ['after the session record is removed, before the 201', 'deleteDocument:after:uploads/', 'linked', 0],
   ])('killed %s (%s)', async (_moment, crashAt, expected, expectedSize) => {
     const data = bytes(2_000_000, 23);

@@ -76,6 +76,26 @@ describe('limits', () => {
       await first.post(`/v2/team/other/blobs/uploads/?digest=${sha256(data)}`).set('Content-Type', 'application/octet-stream').send(data).expect(201);
       await first.post('/v2/team/other/blobs/uploads/').expect(202);
     });
+
+    it('counts with one listing of the repository\'s own sessions, whatever other repositories (nested ones too) hold', async () => {
+      const storage = new MemoryStorage();
+      const listings: { prefix: string; names: number }[] = [];
+      const listDocuments = storage.listDocuments.bind(storage);
+      storage.listDocuments = async (prefix, options) => {
+        const names = await listDocuments(prefix, options);
+        listings.push({ prefix, names: names.length });
+        return names;
+      };
+      const agent = supertest(makeApp(storage, { maxUploadsPerRepository: 3, uploadPurging: false }));
+      for (let index = 0; index < 39; index++) await agent.post(`/v2/team/other-${index % 13}/blobs/uploads/`).expect(202);
+      for (let index = 0; index < 3; index++) await agent.post('/v2/team/app/nested/blobs/uploads/').expect(202);
+      listings.length = 0;
+      await agent.post('/v2/team/app/blobs/uploads/').expect(202);
+      expect(listings).toEqual([{ prefix: 'repositories/team/app/_uploads/', names: 0 }]);
+      await agent.post('/v2/team/app/blobs/uploads/').expect(202);
+      await agent.post('/v2/team/app/blobs/uploads/').expect(202);
+      await agent.post('/v2/team/app/blobs/uploads/').expect(429);
+    });
   });
 
   describe('bodyIdleTimeout', () => {

@@ -355,3 +355,67 @@ const rawBody: Parameters<supertest.Test['parse']>[0] = (res, callback) => {
   stream.on('end', () => callback(null, Buffer.concat(chunks)));
   stream.on('error', (error: Error) => callback(error, undefined));
 };
+
+describe('manifest reference checks', () => {
+  /** A MemoryStorage that counts document reads under `prefix` and the most of them running at once. */
+  function countingStorage(prefix: string) {
+    const storage = new MemoryStorage();
+    const stats = { reads: 0, running: 0, most: 0 };
+    const getDocument = storage.getDocument.bind(storage);
+    storage.getDocument = async (key) => {
+      if (!key.startsWith(prefix)) return getDocument(key);
+      stats.reads++;
+      stats.most = Math.max(stats.most, ++stats.running);
+      try {
+        // One turn of the event loop, so that look-ups started together overlap.
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        return await getDocument(key);
+      } finally {
+        stats.running--;
+      }
+    };
+    return { storage, stats };
+  }
+
+  it('looks up a layer listed 25,000 times once', async () => {
+    const { storage, stats } = countingStorage('repositories/repo/_blobs/');
+    const agent = supertest(makeApp(storage));
+    const image = makeImage('many');
+    for (const blob of [image.config, ...image.layers]) await pushBlob(agent, 'repo', blob);
+    const layer = descriptor('application/vnd.oci.image.layer.v1.tar', image.layers[0]);
+    const manifest = JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config: descriptor('application/vnd.oci.image.config.v1+json', image.config),
+      layers: Array.from({ length: 25_000 }, () => layer),
+    });
+    stats.reads = 0;
+    await agent.put('/v2/repo/manifests/many').set('Content-Type', OCI_MANIFEST).send(manifest).expect(201);
+    // The config and the one layer, each once before the manifest is stored and once after (the check against a collection).
+    expect(stats.reads).toBe(4);
+  });
+
+  it('checks the children of an index a bounded number at a time, and names the first one missing', async () => {
+    const { storage, stats } = countingStorage('repositories/repo/_manifests/');
+    const agent = supertest(makeApp(storage));
+    const children: string[] = [];
+    for (let index = 0; index < 60; index++) {
+      const image = makeImage('child', { annotations: { index: String(index) } }, 1);
+      if (index === 0) for (const blob of [image.config, ...image.layers]) await pushBlob(agent, 'repo', blob);
+      await agent.put(`/v2/repo/manifests/${image.digest}`).set('Content-Type', OCI_MANIFEST).send(image.manifest.toString()).expect(201);
+      children.push(image.manifest.toString());
+    }
+    const index = (manifests: string[]) =>
+      JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: manifests.map((child) => descriptor(OCI_MANIFEST, child)) });
+    stats.reads = 0;
+    await agent.put('/v2/repo/manifests/all').set('Content-Type', OCI_INDEX).send(index([...children, ...children])).expect(201);
+    // Each child twice (before storing, and after, against a collection), and the index's own revision twice.
+    expect(stats.reads).toBe(2 * 60 + 2);
+    expect(stats.most).toBeGreaterThan(1);
+    expect(stats.most).toBeLessThanOrEqual(16);
+    const missing = [makeImage('absent-1').manifest.toString(), makeImage('absent-2').manifest.toString()];
+    const refused = await agent.put('/v2/repo/manifests/broken').set('Content-Type', OCI_INDEX).send(index([...children.slice(0, 30), ...missing, ...children.slice(30)])).expect(400);
+    expect(refused.body.errors[0].code).toBe('MANIFEST_BLOB_UNKNOWN');
+    expect(refused.body.errors[0].detail).toContain(sha256(missing[0]));
+  });
+});

@@ -6,7 +6,7 @@ import express from 'express';
 import supertest from 'supertest';
 import { createRegistryRouter, FileSystemStorage, MemoryStorage, type StorageAdapter } from '../lib';
 import type { UploadSession } from '../lib/store';
-import { uploadRecordKey } from '../lib/store/paths';
+import { repositorySessionsPrefix, uploadRecordKey } from '../lib/store/paths';
 import { bytes, listen, makeApp, request, sha256 } from './support/http';
 import { openRequest, storedSize, waitFor } from './support/streaming';
 import { useTempDir } from './support/temp-dir';
@@ -40,6 +40,8 @@ describe('purging stale upload sessions', () => {
     await agent.get(fresh).expect(204);
     expect(await router.purgeStaleUploads(5 * DAY)).toEqual([fresh.split('/').pop()]);
     expect(await storage.listDocuments('uploads/')).toEqual([]);
+    // Nor do they count against the repository's limit any more.
+    expect(await storage.listDocuments(repositorySessionsPrefix('a'))).toEqual([]);
   });
 
   it.each([

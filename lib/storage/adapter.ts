@@ -56,7 +56,13 @@ export interface PutDocumentOptions {
  * never makes a key that is both a document and a prefix of another document's key.
  *
  * Adapters signal the two expected failures with {@link UploadConflictError} and
- * {@link NotFoundError}; any other error becomes a 500.
+ * {@link NotFoundError}, and faults of the backend with {@link StorageFullError} (no space or
+ * quota left: the client gets 507) and {@link StorageUnavailableError} (unreachable, timing out
+ * or throttling: 503 with `Retry-After`). The core also recognizes the Node error codes those
+ * stand for (`ENOSPC`, `ECONNREFUSED`, …; see {@link asStorageFault}) on errors an adapter passes
+ * through. Any other error becomes a 500. A write that fails leaves nothing behind that a later
+ * read could see: no document, no content, no temporary file; an append that fails keeps exactly
+ * the bytes it wrote before the failure, which are a prefix of its body.
  */
 export interface StorageAdapter {
   /**
@@ -165,6 +171,57 @@ export class NotFoundError extends Error {
     super(`${what} not found`);
     this.name = 'NotFoundError';
   }
+}
+
+/**
+ * The backend has no room for a write: a full disk, a quota, an object store refusing the size.
+ * Nothing of the failed write is visible afterwards (an append keeps the prefix that landed), and
+ * the same write succeeds once space is freed. The registry answers 507 Insufficient Storage.
+ */
+export class StorageFullError extends Error {
+  constructor(message = 'storage is full', options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StorageFullError';
+  }
+}
+
+/**
+ * The backend cannot be reached, timed out, or asks to slow down: the same request may succeed
+ * later. The registry answers 503 with `Retry-After` set to {@link retryAfter}.
+ */
+export class StorageUnavailableError extends Error {
+  /** Seconds a client should wait before retrying. */
+  readonly retryAfter: number;
+
+  constructor(message = 'storage is unavailable', options?: { cause?: unknown; retryAfter?: number }) {
+    super(message, options);
+    this.name = 'StorageUnavailableError';
+    this.retryAfter = options?.retryAfter ?? DEFAULT_RETRY_AFTER;
+  }
+}
+
+/** The `Retry-After` of a {@link StorageUnavailableError} that names none, in seconds. */
+export const DEFAULT_RETRY_AFTER = 5;
+
+/** Node error codes of a full disk or an exhausted quota. */
+const FULL_CODES = new Set(['ENOSPC', 'EDQUOT']);
+/** Node error codes of a backend that cannot be reached or did not answer in time. */
+const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ECONNABORTED']);
+
+/**
+ * `error` as a {@link StorageFullError} or {@link StorageUnavailableError} when its Node error
+ * code says it is one (`ENOSPC` and `EDQUOT`; `ECONNREFUSED`, `ECONNRESET`, `ETIMEDOUT`, `EPIPE`,
+ * `EHOSTUNREACH`, `ENETUNREACH`, `EAI_AGAIN`, `ECONNABORTED`), otherwise `error` itself. Adapters
+ * call it on the errors of their backend; the core calls it again on whatever reaches it, so an
+ * adapter that passes such errors through is classified the same way.
+ */
+export function asStorageFault(error: unknown): unknown {
+  if (error instanceof StorageFullError || error instanceof StorageUnavailableError) return error;
+  const code = (error as { code?: unknown } | undefined)?.code;
+  if (typeof code !== 'string') return error;
+  if (FULL_CODES.has(code)) return new StorageFullError(`storage is full (${code})`, { cause: error });
+  if (UNAVAILABLE_CODES.has(code)) return new StorageUnavailableError(`storage is unavailable (${code})`, { cause: error });
+  return error;
 }
 
 const KEY_SEGMENT = /^[A-Za-z0-9_-][A-Za-z0-9._-]*$/;

@@ -1,4 +1,5 @@
 /** Manifests, tags and referrers: their records, the order they are written in, and what a push must reference. */
+import { firstDistinct, forEachDistinct } from '../concurrency';
 import { digestOf, parseDigest, type Digest } from '../digest';
 import { RegistryError } from '../errors';
 import { parseManifest, referrerDescriptor, type ManifestReference, type ParsedManifest, type ReferrerDescriptor } from '../manifest';
@@ -7,6 +8,11 @@ import type { BlobStore } from './blobs';
 import type { CollectionMarks } from './marks';
 import { blobLinkKey, digestTagsPrefix, manifestKey, manifestLinkKey, referrerKey, referrersPrefix, tagKey, tagsPrefix } from './paths';
 import type { StoreShared } from './shared';
+
+/** Storage look-ups a manifest PUT runs at once to check what the manifest references. */
+export const REFERENCE_CHECKS = 16;
+
+const digestValue = (digest: Digest) => digest.value;
 
 /** A manifest as a repository records it; its bytes are stored once per digest, apart. */
 export interface ManifestRecord {
@@ -134,10 +140,9 @@ export class ManifestStore {
     }
   }
 
-  /** The first of `keys` whose document does not exist. */
+  /** The first of `keys` whose document does not exist, looking {@link REFERENCE_CHECKS} up at a time. */
   private async firstMissing(keys: string[]): Promise<string | undefined> {
-    for (const key of new Set(keys)) if (!(await this.shared.adapter.getDocument(key))) return key;
-    return undefined;
+    return firstDistinct(keys, (key) => key, REFERENCE_CHECKS, async (key) => (await this.shared.adapter.getDocument(key)) === undefined);
   }
 
   /** The manifest a tag or digest names in `repository`, or undefined. */
@@ -230,17 +235,22 @@ export class ManifestStore {
     return descriptors;
   }
 
+  /**
+   * Checks that every blob and child manifest the manifest references is in the repository: each
+   * distinct digest once, {@link REFERENCE_CHECKS} at a time, so a manifest listing one layer
+   * thousands of times costs one look-up and a large index waits on few round trips.
+   */
   private async checkReferences(repository: string, manifest: ParsedManifest): Promise<void> {
-    for (const blob of manifest.blobs) {
+    await forEachDistinct(manifest.blobs, digestValue, REFERENCE_CHECKS, async (blob) => {
       if (!(await this.blobs.info(repository, blob))) {
         throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `the manifest references ${blob.value}, which is not in ${repository}`);
       }
-    }
-    for (const child of manifest.children) {
+    });
+    await forEachDistinct(manifest.children, digestValue, REFERENCE_CHECKS, async (child) => {
       if (!(await this.shared.adapter.getDocument(manifestLinkKey(repository, child)))) {
         throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `the index references manifest ${child.value}, which is not in ${repository}`);
       }
-    }
+    });
   }
 
   /**

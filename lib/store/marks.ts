@@ -1,4 +1,5 @@
 /** The marks and pins through which requests and the garbage collector agree on what may be deleted. */
+import { forEachDistinct } from '../concurrency';
 import { RegistryError } from '../errors';
 import type { StorageAdapter } from '../storage/adapter';
 import { gcMarkKey, gcPinKey, GC_MARKS_PREFIX } from './paths';
@@ -34,11 +35,7 @@ export class CollectionMarks {
 
   /** Pins whichever of `items` are condemned, and waits while any of them is being deleted. */
   async touch(items: Iterable<string>): Promise<void> {
-    const queue = [...new Set(items)];
-    const workers = Array.from({ length: Math.min(TOUCH_CONCURRENCY, queue.length) }, async () => {
-      for (let item = queue.pop(); item !== undefined; item = queue.pop()) await this.touchOne(item);
-    });
-    await Promise.all(workers);
+    await forEachDistinct(items, (item) => item, TOUCH_CONCURRENCY, (item) => this.touchOne(item));
   }
 
   /** Marks `item` for deletion on a later pass. */

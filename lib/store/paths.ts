@@ -15,6 +15,8 @@
  *   _digest-tags/<algorithm>/<hex>/<tag>         empty: <tag> names (or once named) that manifest
  *   _referrers/<algorithm>/<hex>/<algorithm>/<hex>  the referrer's descriptor, under its subject
  *   _mirrored-tags/<tag>                         {digest, checkedAt}: a mirror fetched <tag> from its upstream (lib/mirror)
+ *   _uploads/<id>                                empty: session <id> is open in <name>, so a POST counts
+ *                                                the repository's sessions with one listing
  * gc/lease/<generation>                          {owner, expiresAt}: the one collection running
  * gc/marks/<item>                                {state: condemned | deleting, at}: the collector means to delete <item>
  * gc/pins/<item>                                 {at}: a request relied on <item> while it was condemned
@@ -46,6 +48,20 @@ export const UPLOADS_PREFIX = 'uploads/';
 /** Document key of an upload session's record. */
 export function uploadRecordKey(id: string): string {
   return `${UPLOADS_PREFIX}${id}`;
+}
+
+/**
+ * Key prefix of the entries of a repository's open sessions. The session record stays under
+ * {@link UPLOADS_PREFIX}, which the purger lists; this index exists so that counting one
+ * repository's sessions lists only those.
+ */
+export function repositorySessionsPrefix(repository: string): string {
+  return `${repositoryPrefix(repository)}_uploads/`;
+}
+
+/** Document key of a session's entry in its repository's index. */
+export function repositorySessionKey(repository: string, id: string): string {
+  return repositorySessionsPrefix(repository) + id;
 }
 
 /** Key prefix of the catalog's entries. */

@@ -13,6 +13,13 @@ export interface StoreLimits {
   bodyIdleTimeout: number;
   /** Least milliseconds between two `uploadProgress` events of one streaming body. */
   progressInterval: number;
+  /**
+   * Most running hashes (about a kilobyte each) kept in memory; beyond it the least recently used
+   * is dropped, and its session verifies by reading its bytes back once at commit.
+   */
+  runningHashCache: number;
+  /** Most session records (about a kilobyte each) kept in memory; a dropped one is read again from storage. */
+  sessionRecordCache: number;
 }
 
 /** The defaults of {@link StoreLimits}. */
@@ -21,6 +28,8 @@ export const DEFAULT_LIMITS: Readonly<StoreLimits> = {
   maxUploadsPerRepository: 1000,
   bodyIdleTimeout: 60_000,
   progressInterval: 500,
+  runningHashCache: 4096,
+  sessionRecordCache: 8192,
 };
 
 /** Room left under a quota, as an upload sees it before its body streams. */

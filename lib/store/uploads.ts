@@ -8,8 +8,9 @@ import { bodyIdleLimit } from '../meter';
 import { rangeError } from '../range';
 import { NotFoundError, UploadConflictError } from '../storage/adapter';
 import type { BlobInfo, BlobStore } from './blobs';
+import { LruMap } from '../lru';
 import type { CollectionMarks } from './marks';
-import { contentItem, contentKey, uploadRecordKey, UPLOADS_PREFIX } from './paths';
+import { contentItem, contentKey, repositorySessionKey, repositorySessionsPrefix, uploadRecordKey, UPLOADS_PREFIX } from './paths';
 import type { StoreShared } from './shared';
 
 /** An upload session as the registry records it. */
@@ -50,19 +51,23 @@ const UPLOAD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
  * verifies by reading the stored bytes back once at commit.
  */
 export class UploadStore {
-  private readonly runningHashes = new Map<string, { hash: Hash; size: number }>();
+  /** Running sha256 hashes by session, with the bytes each covers: at most `limits.runningHashCache`. */
+  private readonly runningHashes: LruMap<string, { hash: Hash; size: number }>;
   /** Sessions with requests in flight in this process, with how many. */
   private readonly inUse = new Map<string, number>();
   /** Sessions the purger is removing: requests that arrive meanwhile find them gone. */
   private readonly purging = new Set<string>();
-  /** Session records seen, by id (records never change), so counting sessions reads each once. */
-  private readonly knownSessions = new Map<string, UploadSession>();
+  /** Session records seen, by id (records never change), so a session's requests read it once: at most `limits.sessionRecordCache`. */
+  private readonly knownSessions: LruMap<string, UploadSession>;
 
   constructor(
     private readonly shared: StoreShared,
     private readonly blobs: BlobStore,
     private readonly marks: CollectionMarks,
-  ) {}
+  ) {
+    this.runningHashes = new LruMap(shared.limits.runningHashCache);
+    this.knownSessions = new LruMap(shared.limits.sessionRecordCache);
+  }
 
   /** The smallest chunk other than the last that the storage takes, advertised as `OCI-Chunk-Min-Length`. */
   get minChunkSize(): number | undefined {
@@ -72,21 +77,31 @@ export class UploadStore {
   /**
    * Starts an upload session in `repository` whose bytes are hashed with `algorithm` as they
    * arrive; fails with 429 `TOOMANYREQUESTS` when the repository already has
-   * `maxUploadsPerRepository`. Concurrent starts may each see the count below the limit, so the
+   * `maxUploadsPerRepository`, counted across every process sharing the storage with one listing
+   * of the repository's session index (at most the limit's worth of names, however many sessions
+   * other repositories hold). Concurrent starts may each see the count below the limit, so the
    * limit can be overshot by the number of starts racing.
    */
   async start(repository: string, algorithm: DigestAlgorithm = 'sha256'): Promise<UploadSession> {
     const { adapter, events, limits } = this.shared;
     const maxOpen = limits.maxUploadsPerRepository;
-    if (Number.isFinite(maxOpen) && (await this.count(repository)) >= maxOpen) {
+    if (Number.isFinite(maxOpen) && (await adapter.listDocuments(repositorySessionsPrefix(repository), { limit: maxOpen })).length >= maxOpen) {
       throw new RegistryError('TOOMANYREQUESTS', `${repository} already has ${maxOpen} open upload sessions; finish or cancel some first`);
     }
     const session: UploadSession = { id: randomUUID(), repository, startedAt: new Date().toISOString(), ...(algorithm === 'sha256' ? {} : { algorithm }) };
-    // The record goes first: a session whose bytes exist always has a record to purge it by.
+    // The record goes first: a session whose bytes or index entry exist always has a record to purge it by.
     await adapter.putDocument(uploadRecordKey(session.id), Buffer.from(JSON.stringify(session)));
+    try {
+      await adapter.putDocument(repositorySessionKey(repository, session.id), Buffer.alloc(0));
+      await adapter.createUpload(session.id);
+    } catch (error) {
+      // No session was started (a full disk): nothing of it may count against the limit.
+      await this.forget(session).catch(() => undefined);
+      throw error;
+    }
     this.knownSessions.set(session.id, session);
-    await adapter.createUpload(session.id);
-    this.runningHashes.set(session.id, { hash: createDigestHash(algorithm), size: 0 });
+    // No running hash yet: the first append starts one (see claimRunningHash), so a session
+    // opened and left costs no hash.
     events.notify('uploadStarted', { repository, uploadId: session.id });
     return session;
   }
@@ -182,9 +197,13 @@ export class UploadStore {
         throw translateUploadError(error, session);
       }
       this.runningHashes.delete(session.id);
+    }).catch(async (error: unknown) => {
+      // When the bytes became content but the link was refused (a full disk), the session has
+      // ended as after a crash at this point, and pushing again links the content.
+      if ((await adapter.uploadSize(session.id)) === undefined) await this.forget(session).catch(() => undefined);
+      throw error;
     });
-    await adapter.deleteDocument(uploadRecordKey(session.id));
-    this.knownSessions.delete(session.id);
+    await this.forget(session);
     await events.publish('blobCommitted', { repository: session.repository, uploadId: session.id, digest: digest.value, size, verifyMs });
     return { size };
   }
@@ -262,17 +281,16 @@ export class UploadStore {
     this.runningHashes.delete(session.id);
     const size = (await adapter.uploadSize(session.id)) ?? 0;
     await adapter.deleteUpload(session.id);
-    await adapter.deleteDocument(uploadRecordKey(session.id));
-    this.knownSessions.delete(session.id);
+    await this.forget(session);
     return size;
   }
 
-  /** How many sessions are open in `repository`, across every process sharing the storage. */
-  private async count(repository: string): Promise<number> {
-    const ids = await this.listSessionIds();
-    let count = 0;
-    for (const id of ids) if ((await this.readSession(id))?.repository === repository) count++;
-    return count;
+  /** Removes a session's index entry, then its record (last, so that a crash in between leaves a record to purge by). */
+  private async forget(session: UploadSession): Promise<void> {
+    const { adapter } = this.shared;
+    await adapter.deleteDocument(repositorySessionKey(session.repository, session.id));
+    await adapter.deleteDocument(uploadRecordKey(session.id));
+    this.knownSessions.delete(session.id);
   }
 
   /** The ids of all sessions in the storage; forgets the records of sessions that are gone. */
@@ -304,6 +322,7 @@ export class UploadStore {
 
   /** The hex digest of the first `size` bytes of an upload: from the running hash, or by reading them back. */
   private async hash(session: UploadSession, size: number, algorithm: DigestAlgorithm): Promise<string> {
+    if (size === 0) return createDigestHash(algorithm).digest('hex');
     const { id } = session;
     const own = algorithm === (session.algorithm ?? 'sha256');
     const running = this.runningHashes.get(id);

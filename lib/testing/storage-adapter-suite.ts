@@ -2,7 +2,7 @@
 import { strict as assert } from 'node:assert';
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { NotFoundError, UploadConflictError, type StorageAdapter } from '../storage/adapter';
+import { NotFoundError, StorageFullError, UploadConflictError, type StorageAdapter } from '../storage/adapter';
 
 /** The test runner's functions the suite is declared with: jest's, vitest's, mocha's, or `node:test`'s. */
 export interface TestRunner {
@@ -21,6 +21,13 @@ export interface StorageAdapterSuiteOptions {
    * `afterEach` (jest, vitest with `globals`, mocha). For node's own runner pass `require('node:test')`.
    */
   runner?: TestRunner;
+  /**
+   * For adapters whose backend can be filled on demand: makes an adapter with no space left, with
+   * one upload (`full-upload`) created before it filled, and removes it. The suite then checks
+   * that every write rejects with `StorageFullError`, leaving nothing visible, and that an append
+   * keeps a prefix of its body.
+   */
+  full?: { create(): Promise<StorageAdapter>; cleanup(): Promise<void> };
 }
 
 /** Collects a stream into one buffer (for test data, which is small). */
@@ -285,6 +292,41 @@ export function describeStorageAdapter(name: string, makeAdapter: () => StorageA
         assert.deepEqual(await adapter.listDocuments('list/a/'), ['x', 'y']);
         assert.deepEqual(await adapter.listDocuments('nothing/'), []);
       });
+
+      it('stores an empty document, which is not a missing one and is listed', async () => {
+        assert.equal(await adapter.putDocument('empty/one', Buffer.alloc(0)), true);
+        assert.deepEqual(await adapter.getDocument('empty/one'), Buffer.alloc(0));
+        assert.deepEqual(await adapter.listDocuments('empty/'), ['one']);
+      });
+    });
+  });
+  if (options.full) describeFullStorage(name, options.full, { describe, it, beforeEach, afterEach });
+}
+
+/** What a full backend must do: refuse each write with StorageFullError and leave nothing of it. */
+function describeFullStorage(name: string, full: NonNullable<StorageAdapterSuiteOptions['full']>, { describe, it, beforeEach, afterEach }: TestRunner): void {
+  describe(`StorageAdapter contract: ${name} with no space left`, () => {
+    let adapter: StorageAdapter;
+    beforeEach(async () => {
+      adapter = await full.create();
+    });
+    afterEach(() => full.cleanup());
+
+    it('refuses a document with StorageFullError and leaves none, nor a half-written one', async () => {
+      const value = Buffer.alloc(64 * 1024, 1);
+      await assert.rejects(adapter.putDocument('full/doc', value), StorageFullError);
+      await assert.rejects(adapter.putDocument('full/once', value, { ifAbsent: true }), StorageFullError);
+      assert.equal(await adapter.getDocument('full/doc'), undefined);
+      assert.equal(await adapter.getDocument('full/once'), undefined);
+      assert.deepEqual(await adapter.listDocuments('full/'), []);
+    });
+
+    it('refuses an append with StorageFullError, keeping a prefix of the body that the upload counts exactly', async () => {
+      const body = Buffer.from(Array.from({ length: 1024 * 1024 }, (_, index) => index % 251));
+      await assert.rejects(adapter.appendUpload('full-upload', 0, Readable.from([body])), StorageFullError);
+      const size = (await adapter.uploadSize('full-upload'))!;
+      assert.ok(size < body.length);
+      assert.ok((await readAll(await adapter.readUpload('full-upload'))).equals(body.subarray(0, size)));
     });
   });
 }

@@ -7,6 +7,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ByteRange } from '../../range';
 import {
+  asStorageFault,
   assertSafeKey,
   NotFoundError,
   pageNames,
@@ -61,11 +62,21 @@ export class FileSystemStorage implements StorageAdapter {
 
   async createUpload(id: string): Promise<void> {
     assertSafeKey(id);
-    await withParents(this.uploadDir(id), (dir) => mkdir(dir));
-    await writeFile(this.uploadData(id), '', { flag: 'wx' });
+    await withParents(this.uploadDir(id), (dir) => mkdir(dir)).catch(throwFault);
+    try {
+      await writeFile(this.uploadData(id), '', { flag: 'wx' });
+    } catch (error) {
+      // A failed create (a full disk) leaves no folder behind; an existing upload stays as it is.
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') await rm(this.uploadDir(id), { recursive: true, force: true });
+      throwFault(error);
+    }
   }
 
   async appendUpload(id: string, expectedSize: number, body: Readable): Promise<number> {
+    return this.appendLocked(id, expectedSize, body).catch(throwFault);
+  }
+
+  private async appendLocked(id: string, expectedSize: number, body: Readable): Promise<number> {
     const release = await this.lockUpload(id);
     try {
       const size = await this.requireUploadSize(id);
@@ -81,6 +92,9 @@ export class FileSystemStorage implements StorageAdapter {
         // the size is final; the bytes written so far stay in the upload.
         await file.close();
         if (file.directRefused) this.directWrites = false;
+        // A flusher that never started a flush holds nothing a later append needs, so a session
+        // abandoned after small appends keeps no memory here.
+        if (flusher.flushedUpTo === 0 && !flusher.failure) this.flushers.delete(id);
       }
       // Every byte went in under the lock, so the new size is known without another stat.
       return expectedSize + file.bytesWritten;
@@ -111,6 +125,10 @@ export class FileSystemStorage implements StorageAdapter {
 
   async commitUpload(id: string, expectedSize: number, contentKey: string): Promise<void> {
     assertSafeKey(contentKey);
+    return this.commitLocked(id, expectedSize, contentKey).catch(throwFault);
+  }
+
+  private async commitLocked(id: string, expectedSize: number, contentKey: string): Promise<void> {
     const release = await this.lockUpload(id);
     try {
       const size = await this.requireUploadSize(id);
@@ -172,20 +190,27 @@ export class FileSystemStorage implements StorageAdapter {
   async putDocument(key: string, value: Buffer, options: PutDocumentOptions = {}): Promise<boolean> {
     assertSafeKey(key);
     const temp = join(this.root, 'tmp', randomUUID());
-    await withParents(temp, (path) => writeFile(path, value));
-    if (!options.ifAbsent) {
-      await withParents(this.documentPath(key), (target) => rename(temp, target));
-      return true;
-    }
-    // link() fails when the target exists, so a complete document appears only if none was there.
+    // Set once the temp file has become the document; until then a failure removes it.
+    let placed = false;
     try {
-      await withParents(this.documentPath(key), (target) => link(temp, target));
-      return true;
+      await withParents(temp, (path) => writeFile(path, value));
+      if (!options.ifAbsent) {
+        await withParents(this.documentPath(key), (target) => rename(temp, target));
+        placed = true;
+        return true;
+      }
+      // link() fails when the target exists, so a complete document appears only if none was there.
+      try {
+        await withParents(this.documentPath(key), (target) => link(temp, target));
+        return true;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+        throw error;
+      }
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
-      throw error;
+      throw asStorageFault(error);
     } finally {
-      await removeFile(temp);
+      if (!placed) await removeFile(temp);
     }
   }
 
@@ -272,6 +297,11 @@ export class FileSystemStorage implements StorageAdapter {
       return (error as NodeJS.ErrnoException).code === 'ESRCH';
     }
   }
+}
+
+/** Rethrows `error`, as a storage fault when it is one (a full disk, a quota). */
+function throwFault(error: unknown): never {
+  throw asStorageFault(error);
 }
 
 /** Runs `operation` on `path`; when its folder is missing, creates it and runs it again. */

@@ -9,6 +9,7 @@ import {
   type S3Client,
   type _Object,
 } from '@aws-sdk/client-s3';
+import { asStorageFault, StorageFullError, StorageUnavailableError } from '../adapter';
 
 /** Paging for {@link Bucket.list}. */
 export interface BucketListOptions {
@@ -100,4 +101,45 @@ export class Bucket {
 /** Whether an S3 error means "no such key / upload" (any 404). */
 export function isMissing(error: unknown): boolean {
   return (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404;
+}
+
+/** S3 error codes (the SDK's error names) of a write refused for its size or a quota. */
+const FULL_NAMES = new Set(['EntityTooLarge', 'QuotaExceeded', 'InsufficientStorage']);
+/** S3 error codes (and the SDK's own) of a server that is overloaded, throttling, or did not answer in time. */
+const UNAVAILABLE_NAMES = new Set(['SlowDown', 'ServiceUnavailable', 'RequestTimeout', 'TimeoutError', 'Throttling', 'ThrottlingException']);
+
+/**
+ * `error`, from the S3 client, as a storage fault when it is one: a size or quota refusal (413,
+ * 507, `EntityTooLarge`, `QuotaExceeded`) is a {@link StorageFullError}; a refused, reset or
+ * timed-out connection, a 503 or `SlowDown` a {@link StorageUnavailableError}, with the server's
+ * `Retry-After` when it sent one. Anything else is returned as it is.
+ */
+export function s3Fault(error: unknown): unknown {
+  const fault = asStorageFault(error);
+  if (fault !== error) return fault;
+  const { name, message, $metadata, $response } = error as {
+    name?: string;
+    message?: string;
+    $metadata?: { httpStatusCode?: number };
+    $response?: { headers?: Record<string, string> };
+  };
+  // The SDK rewraps a network error it does not see as an Error (one from another realm, as under
+  // a test runner's sandbox) into a plain Error whose message alone still names the code.
+  const wrapped = /^AWS SDK error wrapper for .*\b(E[A-Z_]+)\b/.exec(message ?? '');
+  if (wrapped) {
+    const unwrapped = asStorageFault(Object.assign(new Error(message), { code: wrapped[1] }));
+    if (unwrapped instanceof StorageFullError || unwrapped instanceof StorageUnavailableError) return unwrapped;
+  }
+  const status = $metadata?.httpStatusCode;
+  if ((name !== undefined && FULL_NAMES.has(name)) || status === 413 || status === 507) {
+    return new StorageFullError(`storage is full (${name ?? status})`, { cause: error });
+  }
+  if ((name !== undefined && UNAVAILABLE_NAMES.has(name)) || status === 503) {
+    const retryAfter = Number($response?.headers?.['retry-after']);
+    return new StorageUnavailableError(`storage is unavailable (${name ?? status})`, {
+      cause: error,
+      retryAfter: Number.isInteger(retryAfter) && retryAfter > 0 ? retryAfter : undefined,
+    });
+  }
+  return error;
 }

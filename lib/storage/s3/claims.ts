@@ -9,7 +9,11 @@ const log = moduleLogger('s3-claims');
 
 /** An exclusive claim on a name, renewed in the background until released. */
 export interface Claim {
-  /** Gives the claim up; the next claimant can win at once. */
+  /**
+   * Gives the claim up; the next claimant can win at once. Never rejects: when the bucket cannot
+   * be reached, the ticket stays until this table's next claim of the name deletes it (or its
+   * lease runs out, for other processes).
+   */
   release(): Promise<void>;
 }
 
@@ -41,6 +45,13 @@ export interface Claim {
  * whose process died mid-request.
  */
 export class ClaimTable {
+  /**
+   * Tickets and intents this process could not delete (the bucket unreachable), by claim prefix.
+   * Its next claim of the name deletes them first: left alone, they would hold the name until
+   * their lease ran out, after the bucket is back.
+   */
+  private readonly leftovers = new Map<string, Set<string>>();
+
   constructor(
     private readonly bucket: Bucket,
     /** Key prefix of all claims, ending in `/`. */
@@ -70,6 +81,7 @@ export class ClaimTable {
     const me = randomUUID();
     const intent = `${base}intent/${me}`;
     let ticket: string;
+    await this.removeLeftovers(base);
     await this.bucket.put(intent, '');
     try {
       const tickets = await this.bucket.list(`${base}ticket/`);
@@ -77,10 +89,10 @@ export class ClaimTable {
       ticket = `${base}ticket/${String(highest + 1).padStart(12, '0')}-${me}`;
       await this.bucket.put(ticket, '');
     } finally {
-      await this.bucket.delete(intent);
+      await this.remove(base, intent);
     }
     // Renewed from now on, so that a waiting ticket does not turn stale.
-    const claim = this.hold(ticket);
+    const claim = this.hold(base, ticket);
     const deadline = Date.now() + patienceMs;
     try {
       while (await this.outranked(base, ticket)) {
@@ -123,7 +135,30 @@ export class ClaimTable {
     }
   }
 
-  private hold(ticket: string): Claim {
+  /** Deletes `key` of the claim at `base`; when that fails, keeps it for {@link removeLeftovers} and rethrows. */
+  private async remove(base: string, key: string): Promise<void> {
+    try {
+      await this.bucket.delete(key);
+    } catch (error) {
+      let keys = this.leftovers.get(base);
+      if (!keys) this.leftovers.set(base, (keys = new Set()));
+      keys.add(key);
+      throw error;
+    }
+  }
+
+  /** Deletes what earlier claims at `base` left when the bucket could not be reached. */
+  private async removeLeftovers(base: string): Promise<void> {
+    const keys = this.leftovers.get(base);
+    if (!keys) return;
+    for (const key of [...keys]) {
+      await this.bucket.delete(key);
+      keys.delete(key);
+    }
+    this.leftovers.delete(base);
+  }
+
+  private hold(base: string, ticket: string): Claim {
     let renewal: Promise<unknown> = Promise.resolve();
     const timer = setInterval(() => {
       renewal = renewal.then(() => this.bucket.put(ticket, '')).catch((error) => log({ claim: ticket })('renewal failed: %O', error));
@@ -134,7 +169,7 @@ export class ClaimTable {
         clearInterval(timer);
         // A renewal still in flight would bring the ticket back after its deletion.
         await renewal;
-        await this.bucket.delete(ticket);
+        await this.remove(base, ticket).catch((error: unknown) => log({ claim: ticket })('release failed, deleting it at the next claim: %O', error));
       },
     };
   }

@@ -23,7 +23,7 @@ import {
   type PutDocumentOptions,
   type StorageAdapter,
 } from '../adapter';
-import { Bucket, isMissing } from './bucket';
+import { Bucket, isMissing, s3Fault } from './bucket';
 import { ClaimTable } from './claims';
 import { MAX_PART_SIZE, MIN_PART_SIZE, partSizeFor, UploadWriter, type Multipart, type ObjectSpan, type UploadState, type UploadWriterIo } from './upload-writer';
 
@@ -134,6 +134,17 @@ export class S3Storage implements StorageAdapter {
       logger: sdkLogger,
       ...options.clientOptions,
     });
+    // Every request's faults are classified once, after the SDK's own retries, whatever sent it.
+    this.client.middlewareStack.add(
+      (next) => async (args) => {
+        try {
+          return await next(args);
+        } catch (error) {
+          throw s3Fault(error);
+        }
+      },
+      { step: 'initialize', name: 'storageFaults' },
+    );
     this.bucket = new Bucket(this.client, options.bucket);
     this.root = options.prefix ? `${options.prefix}/` : '';
     this.presignedReadSeconds = options.presignedReadSeconds;

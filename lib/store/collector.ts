@@ -138,6 +138,8 @@ export class GarbageCollector {
         dryRun,
       };
       const uploadMaxAge = options.uploadMaxAge ?? DEFAULT_UPLOAD_MAX_AGE;
+      // Pins left before this collection began belong to writes that have written their references since (or failed).
+      if (!dryRun) await this.peers.marks.clearPinsBefore(started);
       const first = await this.plan(options);
       if (dryRun) {
         report.uploadsPurged = (await this.peers.uploads.staleSessions(uploadMaxAge)).length;

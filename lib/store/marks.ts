@@ -2,7 +2,7 @@
 import { forEachDistinct } from '../concurrency';
 import { RegistryError } from '../errors';
 import type { StorageAdapter } from '../storage/adapter';
-import { gcMarkKey, gcPinKey, GC_MARKS_PREFIX } from './paths';
+import { gcMarkKey, gcPinKey, GC_MARKS_PREFIX, GC_PINS_PREFIX } from './paths';
 
 /** What the collector means to do to an item: delete it later (`condemned`), or now (`deleting`). */
 export type MarkState = 'condemned' | 'deleting';
@@ -35,7 +35,16 @@ export class CollectionMarks {
 
   /** Pins whichever of `items` are condemned, and waits while any of them is being deleted. */
   async touch(items: Iterable<string>): Promise<void> {
-    await forEachDistinct(items, (item) => item, TOUCH_CONCURRENCY, (item) => this.touchOne(item));
+    await forEachDistinct(items, (item) => item, TOUCH_CONCURRENCY, (item) => this.touchOne(item, false));
+  }
+
+  /**
+   * Pins `item` whether or not it is condemned yet, then waits while it is being deleted: for a
+   * write that relies on the item before it can write its reference (a commit whose content
+   * already exists keeps that copy, so a collection must not take it until the link is written).
+   */
+  async pin(item: string): Promise<void> {
+    await this.touchOne(item, true);
   }
 
   /** Marks `item` for deletion on a later pass. */
@@ -57,14 +66,28 @@ export class CollectionMarks {
     await this.adapter.deleteDocument(gcMarkKey(item));
   }
 
+  /**
+   * Removes the pins written before `before` (ms since the epoch) on items that carry no mark: the
+   * writes that left them have written their references since, or failed cleanly.
+   */
+  async clearPinsBefore(before: number): Promise<void> {
+    const marked = new Set(await this.marked());
+    for (const item of await this.adapter.listDocuments(GC_PINS_PREFIX)) {
+      if (marked.has(item)) continue;
+      const document = await this.adapter.getDocument(gcPinKey(item));
+      const at = document && Date.parse((JSON.parse(document.toString('utf8')) as { at: string }).at);
+      if (at !== undefined && at < before) await this.adapter.deleteDocument(gcPinKey(item));
+    }
+  }
+
   /** Every item that carries a mark, from this collection or one that stopped before it finished. */
   async marked(): Promise<string[]> {
     return this.adapter.listDocuments(GC_MARKS_PREFIX);
   }
 
-  private async touchOne(item: string): Promise<void> {
-    let mark = await this.read(item);
-    if (mark?.state === 'condemned') {
+  private async touchOne(item: string, always: boolean): Promise<void> {
+    let mark = always ? undefined : await this.read(item);
+    if (always || mark?.state === 'condemned') {
       await this.adapter.putDocument(gcPinKey(item), Buffer.from(JSON.stringify({ at: new Date().toISOString() })));
       mark = await this.read(item);
     }

@@ -159,9 +159,12 @@ export function gcMarkKey(item: string): string {
   return GC_MARKS_PREFIX + item;
 }
 
+/** Key prefix of the pins requests leave on items. */
+export const GC_PINS_PREFIX = 'gc/pins/';
+
 /** Document key of a request's pin on `item`. */
 export function gcPinKey(item: string): string {
-  return `gc/pins/${item}`;
+  return GC_PINS_PREFIX + item;
 }
 
 const CONTENT_ITEM_PREFIX = 'content/';

@@ -188,8 +188,9 @@ export class UploadStore {
     if (actual !== digest.hex) {
       throw new RegistryError('DIGEST_INVALID', `the uploaded content has digest ${digest.algorithm}:${actual}, not ${digest.value}`);
     }
-    // Content a collection is deleting may be the very content being committed again: wait for it.
-    await this.marks.touch([contentItem(digest)]);
+    // The content may exist already, unreferenced: committing keeps that copy, so it is pinned
+    // until the link names it (and a collection deleting it now is waited for).
+    await this.marks.pin(contentItem(digest));
     await this.blobs.link(session.repository, digest, size, async () => {
       try {
         await adapter.commitUpload(session.id, size, contentKey(digest));

@@ -127,7 +127,7 @@ function percentile(values: number[], fraction: number): number {
 /** Runs the `gc` command over the root; resolves to its report, wall time and peak RSS. */
 async function collect(): Promise<{ report: unknown; seconds: number; peakMiB: number }> {
   const started = Date.now();
-  const child = spawn(process.execPath, [join(dist, 'cli', 'gc.js'), '--root', root, '--grace', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [join(dist, 'cli', 'main.js'), 'gc', '--root', root, '--grace', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
   let output = '';
   child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   let peakKiB = 0;

@@ -304,8 +304,9 @@ describe('the registry UI over the example server', () => {
     expect(await page.evaluate('document.activeElement?.textContent')).toBe('demo/app');
     await page.keyboard.press('Enter');
     await page.waitForSelector('table.tags');
-    // Focus moves to the new view's heading; the next Tab stops are the view's links.
-    expect(await page.evaluate('document.activeElement?.tagName')).toBe('H1');
+    // Focus moves to the new view's heading once the whole view has rendered (after the table
+    // appears); the next Tab stops are the view's links.
+    await page.waitForFunction("document.activeElement?.tagName === 'H1'");
     await page.keyboard.press('Tab');
     expect(await page.evaluate('document.activeElement?.textContent')).toBe('stable');
     await page.keyboard.press('Enter');

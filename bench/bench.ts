@@ -14,13 +14,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
 import { once } from 'node:events';
-import { closeSync, constants, existsSync, fsyncSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, constants, existsSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import http from 'node:http';
 import { connect, createServer, type AddressInfo } from 'node:net';
 import os from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DIRECT_BLOCK } from '../lib/storage/fs/file-appender';
+import { DIRECT_BLOCK } from '../lib/storage/fs/aligned-blocks';
 
 const MiB = 1 << 20;
 const MB = 1e6;
@@ -45,13 +45,16 @@ interface Flags {
   sessionRepositories: number;
   descriptors: number;
   indexChildren: number;
+  loadClients: number;
+  loadBigUploads: number;
 }
 
-const ALL_WORKLOADS = ['limits', 'put', 'stream', 'chunks', 'get', 'range', 'fresh-get', 'small', 'head', 'scaling', 'mirror', 'sessions', 'manifests'];
+const ALL_WORKLOADS = ['limits', 'put', 'stream', 'chunks', 'get', 'range', 'fresh-get', 'small', 'head', 'load', 'scaling', 'mirror', 'sessions', 'manifests'];
 
 const HELP = `usage: npm run bench -- [flags]
   --quick                 small preset: --size 128 --rounds 1 --small 300 --heads 2000 --scaling 1,16,128 --settle 0
                           --sessions 0,1000,10000 --session-posts 200 --descriptors 2500 --index-children 2000
+                          --load-clients 50 --load-big 4
   --size MIB              big blob for put/stream/chunks/get/range/mirror (default 1024)
   --chunk MIB             PATCH chunk size for "chunks" (default 8)
   --rounds N              rounds per workload (default 3)
@@ -70,7 +73,9 @@ const HELP = `usage: npm run bench -- [flags]
   --session-posts N       timed POSTs at each of those levels (default 1000)
   --session-repos N       repositories the sessions are spread over (default 200)
   --descriptors N         layer descriptors, all one blob, in the "manifests" image manifest (default 25000)
-  --index-children N      distinct child manifests in the "manifests" index (default 20000)`;
+  --index-children N      distinct child manifests in the "manifests" index (default 20000)
+  --load-clients N        clients pushing and pulling a small image at once in "load" (default 200)
+  --load-big N            clients pushing 64 MiB at the same time in "load" (default 20)`;
 
 function parseFlags(argv: string[]): Flags {
   const flags: Flags = {
@@ -92,6 +97,8 @@ function parseFlags(argv: string[]): Flags {
     sessionRepositories: 200,
     descriptors: 25_000,
     indexChildren: 20_000,
+    loadClients: 200,
+    loadBigUploads: 20,
   };
   if (argv.includes('--quick')) {
     Object.assign(flags, {
@@ -105,6 +112,8 @@ function parseFlags(argv: string[]): Flags {
       sessionPosts: 200,
       descriptors: 2500,
       indexChildren: 2000,
+      loadClients: 50,
+      loadBigUploads: 4,
     });
   }
   const numbers = (text: string) => text.split(',').map(Number);
@@ -136,6 +145,8 @@ function parseFlags(argv: string[]): Flags {
       case '--session-repos': flags.sessionRepositories = Number(value()); break;
       case '--descriptors': flags.descriptors = Number(value()); break;
       case '--index-children': flags.indexChildren = Number(value()); break;
+      case '--load-clients': flags.loadClients = Number(value()); break;
+      case '--load-big': flags.loadBigUploads = Number(value()); break;
       case '--help': console.log(HELP); process.exit(0);
       default: throw new Error(`unknown flag ${flag}\n${HELP}`);
     }
@@ -228,6 +239,52 @@ async function startReference(dir: string): Promise<Server | undefined> {
   const base = `http://127.0.0.1:${port}`;
   await waitForRegistry(base, child, 'docker-registry');
   return { name: 'reference', base, pid: child.pid!, process: child, startKiB: statusKiB(child.pid!, 'VmRSS') };
+}
+
+/**
+ * Debian's nginx serving one file with `sendfile on` (one process, no logging): the machine's limit
+ * for a GET over loopback HTTP, for the same client and bytes. Undefined when nginx is not installed.
+ */
+async function startNginx(dir: string, file: string): Promise<{ base: string; process: ChildProcess } | undefined> {
+  const binary = ['/usr/sbin/nginx', ...(process.env.PATH ?? '').split(delimiter).map((path) => join(path, 'nginx'))].find((path) => existsSync(path));
+  if (!binary) {
+    console.log('nginx is not installed, so the GET limit row is missing. Install it with:\n  apt-get install -y nginx\n');
+    return undefined;
+  }
+  const port = await freePort();
+  const prefix = join(dir, 'nginx');
+  mkdirSync(prefix, { recursive: true });
+  const config = join(prefix, 'nginx.conf');
+  writeFileSync(
+    config,
+    [
+      'daemon off;',
+      // One process that never changes user, so it reads the benchmark's private folder.
+      'master_process off;',
+      'worker_processes 1;',
+      `pid ${join(prefix, 'nginx.pid')};`,
+      `error_log ${join(prefix, 'error.log')} warn;`,
+      'events { worker_connections 64; }',
+      'http {',
+      '  access_log off;',
+      '  sendfile on;',
+      '  tcp_nopush on;',
+      `  client_body_temp_path ${prefix}; proxy_temp_path ${prefix}; fastcgi_temp_path ${prefix}; uwsgi_temp_path ${prefix}; scgi_temp_path ${prefix};`,
+      `  server { listen 127.0.0.1:${port}; location = /blob { alias ${file}; default_type application/octet-stream; } }`,
+      '}',
+      '',
+    ].join('\n'),
+  );
+  const child = spawn(binary, ['-p', prefix, '-c', config], { stdio: ['ignore', 'ignore', 'inherit'] });
+  reportEarlyExit(child, 'nginx', join(prefix, 'error.log'));
+  const base = `http://127.0.0.1:${port}`;
+  for (let attempt = 0; attempt < 100; attempt++) {
+    if (child.exitCode !== null) throw new Error(`nginx exited with code ${child.exitCode}`);
+    const ok = await fetch(`${base}/blob`, { method: 'HEAD' }).then((response) => response.ok, () => false);
+    if (ok) return { base, process: child };
+    await sleep(100);
+  }
+  throw new Error(`nginx did not answer on ${base}/blob`);
 }
 
 /**
@@ -851,15 +908,92 @@ async function manifestsWorkload(servers: Server[], flags: Flags): Promise<void>
   }
 }
 
+/**
+ * A registry under a team's load: `flags.loadClients` clients each push a small image (three
+ * blobs of 4 KiB, 64 KiB and 1 MiB, HEAD first as clients do, then a manifest) and pull it back,
+ * while `flags.loadBigUploads` clients each push a 64 MiB blob in one streamed PATCH, all at once.
+ * Per-request latency over every request, the wall time, and the server's peak memory.
+ */
+async function loadWorkload(servers: Server[], data: Buffer, flags: Flags, round: number): Promise<void> {
+  const sizes = [4096, 64 << 10, MiB];
+  const made = (index: number) => {
+    const blobs = sizes.map((size) => {
+      const bytes = randomFillSync(Buffer.allocUnsafe(size));
+      return { bytes, digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}` };
+    });
+    const manifest = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: OCI_MANIFEST,
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: blobs[0].digest, size: blobs[0].bytes.length },
+        layers: blobs.slice(1).map((blob) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: blob.digest, size: blob.bytes.length })),
+        annotations: { client: String(index) },
+      }),
+    );
+    return { blobs, manifest };
+  };
+  await alternate(servers, round, async (server) => {
+    // New bytes for every server and round, made before timing.
+    const images = Array.from({ length: flags.loadClients }, (_, index) => made(index));
+    const big = Array.from({ length: flags.loadBigUploads }, (_, index) => new BlobSource(data, 64 * MiB, 7919 * (1 + index + round * flags.loadBigUploads)));
+    for (const blob of big) void blob.digest;
+    const latencies: number[] = [];
+    const timed = async (method: string, path: string, headers: http.OutgoingHttpHeaders, body: Body | undefined, status: number) => {
+      const started = process.hrtime.bigint();
+      const reply = await request(server.base, method, path, headers, body).catch((error: Error) => {
+        if (method === 'HEAD' && /→ 404/.test(error.message)) return { status: 404, headers: {}, bytes: 0 };
+        throw error;
+      });
+      latencies.push(Number(process.hrtime.bigint() - started) / 1e6);
+      return expectStatus(reply, status, `${method} under load`);
+    };
+    const pushAndPull = async (index: number) => {
+      const repository = `bench/load-r${round}/client-${index}`;
+      const { blobs, manifest } = images[index];
+      for (const blob of blobs) {
+        await timed('HEAD', `/v2/${repository}/blobs/${blob.digest}`, {}, undefined, 404);
+        const session = await timed('POST', `/v2/${repository}/blobs/uploads/`, { 'Content-Length': 0 }, undefined, 202);
+        const put = follow(server.base, session.headers.location, { digest: blob.digest });
+        await timed('PUT', put, { 'Content-Type': 'application/octet-stream', 'Content-Length': blob.bytes.length }, [blob.bytes], 201);
+      }
+      await timed('PUT', `/v2/${repository}/manifests/latest`, { 'Content-Type': OCI_MANIFEST, 'Content-Length': manifest.length }, [manifest], 201);
+      await timed('GET', `/v2/${repository}/manifests/latest`, { Accept: OCI_MANIFEST }, undefined, 200);
+      for (const blob of blobs) await timed('GET', `/v2/${repository}/blobs/${blob.digest}`, {}, undefined, 200);
+    };
+    const pushBig = async (index: number) => {
+      const repository = `bench/load-r${round}/big-${index}`;
+      const session = await timed('POST', `/v2/${repository}/blobs/uploads/`, { 'Content-Length': 0 }, undefined, 202);
+      const patched = await timed('PATCH', follow(server.base, session.headers.location), { 'Content-Type': 'application/octet-stream', 'Transfer-Encoding': 'chunked' }, big[index].pieces(), 202);
+      await timed('PUT', follow(server.base, patched.headers.location, { digest: big[index].digest }), { 'Content-Length': 0 }, undefined, 201);
+    };
+    const sample = await timedWrite(flags, 64 * MiB * flags.loadBigUploads, () =>
+      measure(
+        server,
+        async () => void (await Promise.all([...images.map((_, index) => pushAndPull(index)), ...big.map((_, index) => pushBig(index))])),
+        (seconds) => seconds,
+        true,
+      ),
+    );
+    const title = `load: ${flags.loadClients} clients push+pull a small image, ${flags.loadBigUploads} push 64 MiB`;
+    record(`${title}: wall time`, 's', server, sample, false);
+    record(`  request p50`, 'ms', server, { ...sample, value: percentile(latencies, 50) }, false);
+    record(`  request p99`, 'ms', server, { ...sample, value: percentile(latencies, 99) }, false);
+    record(`  peak RSS above idle`, 'MiB', server, { ...sample, value: sample.memoryMiB! }, false);
+  });
+}
+
 async function main(): Promise<void> {
   const flags = parseFlags(process.argv.slice(2));
   const dir = mkdtempSync(join(os.tmpdir(), 'oci-bench-'));
   const servers: Server[] = [];
   /** Our server as a pull-through mirror of the upstream (the reference when installed), for the mirror workload only. */
   let mirror: Server | undefined;
+  /** Other processes the run started (nginx), stopped with the servers. */
+  const helpers: ChildProcess[] = [];
   const cleanup = () => rmSync(dir, { recursive: true, force: true });
   process.once('SIGINT', () => {
     for (const server of [...servers, ...(mirror ? [mirror] : [])]) server.process.kill('SIGTERM');
+    for (const helper of helpers) helper.kill('SIGTERM');
     cleanup();
     process.exit(130);
   });
@@ -901,6 +1035,20 @@ async function main(): Promise<void> {
       await download(server.base, 'bench/get', big, range, true);
     }
 
+    // The GET limit: the same bytes as a plain file, served by nginx with sendfile, read once untimed.
+    let nginx: Awaited<ReturnType<typeof startNginx>>;
+    const nginxRates: number[] = [];
+    if (flags.workloads.has('get')) {
+      const file = join(dir, 'nginx-blob');
+      const fd = openSync(file, 'w');
+      for (const piece of big.pieces()) writeSync(fd, piece);
+      closeSync(fd);
+      lastLargeWrite = Date.now();
+      nginx = await startNginx(dir, file);
+      if (nginx) await request(nginx.base, 'GET', '/blob', {}, undefined, (chunk, offset) => big.verify(chunk, offset));
+    }
+    if (nginx) helpers.push(nginx.process);
+
     for (let round = 0; round < flags.rounds; round++) {
       console.log(`round ${round + 1}/${flags.rounds} (load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')})`);
       // The machine's write speed in the same state as the uploads' (see settle), once a round.
@@ -922,6 +1070,15 @@ async function main(): Promise<void> {
         await alternate(servers, round, async (server) => {
           record(`GET ${flags.sizeMiB} MiB blob`, 'MB/s', server, await measure(server, async () => void (await download(server.base, 'bench/get', big)), mbps(bigSize)));
         });
+        if (nginx) {
+          const started = process.hrtime.bigint();
+          const reply = await countingGet(nginx.base, '/blob', {});
+          if (reply.bytes !== bigSize) throw new Error(`nginx GET: ${reply.bytes} bytes, expected ${bigSize}`);
+          nginxRates.push(mbps(bigSize)(Number(process.hrtime.bigint() - started) / 1e9));
+          const limit = median(nginxRates);
+          row(`limit: nginx sendfile, GET of the same ${flags.sizeMiB} MiB file`, 'MB/s').limit = limit;
+          row(`GET ${flags.sizeMiB} MiB blob`, 'MB/s').limit = limit;
+        }
       }
       if (flags.workloads.has('range')) {
         await alternate(servers, round, async (server) => {
@@ -1001,6 +1158,7 @@ async function main(): Promise<void> {
           record(`HEAD blob, concurrency ${flags.headConcurrency}`, 'requests/s', server, sample);
         });
       }
+      if (flags.workloads.has('load')) await loadWorkload(servers, data, flags, round);
     }
 
     if (flags.workloads.has('scaling')) {
@@ -1043,6 +1201,7 @@ async function main(): Promise<void> {
     }
   } finally {
     for (const server of [...servers, ...(mirror ? [mirror] : [])]) await stopServer(server);
+    for (const helper of helpers) if (helper.exitCode === null && helper.kill('SIGTERM')) await once(helper, 'exit');
     agent.destroy();
     cleanup();
   }

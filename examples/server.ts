@@ -7,6 +7,7 @@
  *   PORT=5001 HOST=0.0.0.0 DATA_DIR=/var/lib/registry npm start
  *   ALLOW_SPARSE_MANIFESTS=1 npm start   # accept manifests whose blobs are not all pushed
  *   READ_ONLY=1 npm start                # start read-only; SIGUSR2 switches the mode either way
+ *   DIRECT_READS=1 npm start             # read large blobs past the page cache (docs/performance.md)
  *   NOTIFY_URLS=http://127.0.0.1:9000/events npm start   # webhooks, comma-separated
  *
  * Metrics are at /metrics, liveness at /healthz, readiness (storage reachable) at /readyz.
@@ -36,6 +37,7 @@ startRegistryServer({
   port: Number(process.env.PORT ?? 5000),
   host: process.env.HOST ?? '127.0.0.1',
   readOnly: process.env.READ_ONLY === '1',
+  directReads: process.env.DIRECT_READS === '1',
   registry: {
     upstreams: upstreamsFromEnvironment(),
     // A mirror of part of an image (one platform, say) pushes manifests whose other blobs it lacks.

@@ -56,7 +56,8 @@ describe('serve flags', () => {
   const settings = (...argv: string[]) => serveSettings(parseFlags(serveCommand.flags, argv));
 
   it('describe a folder, or an S3 bucket with its settings', () => {
-    expect(settings('--root', 'data', '--port', '0', '--host', '::1', '--read-only')).toMatchObject({ root: 'data', port: 0, host: '::1', readOnly: true, logEvents: true });
+    expect(settings('--root', 'data', '--port', '0', '--host', '::1', '--read-only')).toMatchObject({ root: 'data', port: 0, host: '::1', readOnly: true, logEvents: true, directReads: false });
+    expect(settings('--direct-reads')).toMatchObject({ directReads: true });
     expect(settings('--s3-bucket', 'b', '--s3-prefix', 'p', '--s3-part-size-mib', '8', '--s3-force-path-style', '--quiet')).toMatchObject({
       s3: { bucket: 'b', prefix: 'p', partSize: 8 * 1024 * 1024, forcePathStyle: true },
       logEvents: false,
@@ -68,6 +69,7 @@ describe('serve flags', () => {
     [['--s3-bucket', 'b', '--s3-part-size-mib', '4'], "--s3-part-size-mib must be a whole number from 5 to 5120, not '4'"],
     [['--s3-endpoint', 'http://x'], '--s3-endpoint needs --s3-bucket'],
     [['--root', 'a', '--s3-bucket', 'b'], '--root and --s3-bucket exclude each other'],
+    [['--s3-bucket', 'b', '--direct-reads'], '--direct-reads is for a folder, not --s3-bucket'],
     [['--htpasswd'], "Option '--htpasswd <value>' argument missing"],
   ])('refuse %j: %s', (argv, message) => {
     expect(() => settings(...argv)).toThrow(UsageError);

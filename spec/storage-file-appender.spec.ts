@@ -7,7 +7,8 @@ import fsPromises = require('node:fs/promises');
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { DIRECT_BLOCK, FileAppender, FLUSH_INTERVAL, UploadFlusher } from '../lib/storage/fs/file-appender';
+import { DIRECT_BLOCK } from '../lib/storage/fs/aligned-blocks';
+import { FileAppender, FLUSH_INTERVAL, UploadFlusher } from '../lib/storage/fs/file-appender';
 import { FileSystemStorage } from '../lib/storage/fs';
 import { NotFoundError } from '../lib/storage/adapter';
 import { useTempDir } from './support/temp-dir';
@@ -96,7 +97,7 @@ describe('FileAppender and UploadFlusher', () => {
       return { appender, cached, error: result };
     }
 
-    it('writes whole blocks past the cache from the first page boundary, and the rest through it', async () => {
+    it('writes a first block\'s worth through the cache, whole blocks past it from the next page boundary, and the rest through it', async () => {
       const body = chunks(7, MiB);
       const { appender, cached, error } = await append(Buffer.from('head'), Readable.from(body));
       expect(error).toBeUndefined();
@@ -105,13 +106,21 @@ describe('FileAppender and UploadFlusher', () => {
       const cachedTotal = cached.reduce((sum, length) => sum + length, 0);
       if (await directSupported()) {
         expect(appender.directRefused).toBe(false);
-        // 4092 bytes up to the boundary; then three blocks of 2 MiB; the last 1 MiB - 4092 bytes.
-        expect(cached[0]).toBe(4092);
-        expect(cachedTotal).toBe(7 * MiB - 3 * DIRECT_BLOCK);
+        // 2 MiB + 4092 bytes up to the boundary (the first two chunks whole); then two blocks of 2 MiB; the last 1 MiB - 4092 bytes.
+        expect(cached.slice(0, 3)).toEqual([MiB, MiB, 4092]);
+        expect(cachedTotal).toBe(7 * MiB - 2 * DIRECT_BLOCK);
       } else {
         expect(appender.directRefused).toBe(true);
         expect(cachedTotal).toBe(7 * MiB);
       }
+    });
+
+    it('takes no block for a body smaller than one, and writes it through the cache', async () => {
+      const body = chunks(1, MiB);
+      const { cached, error } = await append(Buffer.alloc(0), Readable.from(body));
+      expect(error).toBeUndefined();
+      expect(cached).toEqual([MiB]);
+      expect(sha256([readFileSync(path())])).toBe(sha256(body));
     });
 
     it('writes everything through the cache when direct writes are not asked for', async () => {
@@ -123,17 +132,19 @@ describe('FileAppender and UploadFlusher', () => {
       const body = chunks(6, MiB);
       const source = new PassThrough();
       const appending = append(Buffer.alloc(0), source);
-      source.write(body[0].subarray(0, 150_000));
-      await waitUntil(() => statSync(path()).size === 150_000);
-      for (const chunk of [body[0].subarray(150_000), ...body.slice(1)]) source.write(chunk);
+      const paused = 2 * MiB + 150_000;
+      for (const chunk of [body[0], body[1], body[2].subarray(0, 150_000)]) source.write(chunk);
+      await waitUntil(() => statSync(path()).size === paused);
+      for (const chunk of [body[2].subarray(150_000), ...body.slice(3)]) source.write(chunk);
       source.end();
       const { cached, error } = await appending;
       expect(error).toBeUndefined();
       expect(sha256([readFileSync(path())])).toBe(sha256(body));
       if (await directSupported()) {
-        expect(cached.slice(0, 2)).toEqual([150_000, 4096 - (150_000 % 4096)]);
-        // From 151,552 on, two whole blocks; the last 1,945,600 bytes fill no block.
-        expect(cached.reduce((sum, length) => sum + length, 0)).toBe(6 * MiB - 2 * DIRECT_BLOCK);
+        // The first 2 MiB through the cache; 150,000 gathered bytes written at the pause; up to the next page boundary.
+        expect(cached.slice(0, 4)).toEqual([MiB, MiB, 150_000, 4096 - (150_000 % 4096)]);
+        // From 2 MiB + 151,552 on, one whole block; the last 1,945,600 bytes fill no block.
+        expect(cached.reduce((sum, length) => sum + length, 0)).toBe(6 * MiB - DIRECT_BLOCK);
       }
     });
 
@@ -184,10 +195,11 @@ describe('FileAppender and UploadFlusher', () => {
       await withDirectWritesFailing(
         code,
         async () => {
-          // One block, whose write fails, and 1 MiB gathered after it that must not be appended.
-          const { error } = await append(Buffer.alloc(0), Readable.from(chunks(3, MiB)));
+          // 2 MiB through the cache, one block whose write fails, and 1 MiB gathered after it that must not be appended.
+          const body = chunks(5, MiB);
+          const { error } = await append(Buffer.alloc(0), Readable.from(body));
           expect(error).toMatchObject({ code });
-          expect(readFileSync(path()).length).toBe(0);
+          expect(sha256([readFileSync(path())])).toBe(sha256(body.slice(0, 2)));
         },
         failing,
       );

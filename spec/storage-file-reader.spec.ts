@@ -1,9 +1,14 @@
-/** FileReader: ranges, reads in flight, recycled buffers and read errors. */
+/** FileReader: ranges, reads in flight, recycled buffers and read errors, through the page cache and past it. */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
+// The module object itself (not an import copy), so that a spy on it reaches the code under test.
+import fsPromises = require('node:fs/promises');
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import type { RecyclingReadable } from '../lib/storage/adapter';
+import { FileSystemStorage } from '../lib/storage/fs';
 import { FileReader } from '../lib/storage/fs/file-reader';
 
 const MiB = 1 << 20;
@@ -131,5 +136,82 @@ describe('FileReader', () => {
     releaseLaterReads();
     await new Promise((done) => setTimeout(done, 50));
     expect(state.inFlight).toBe(0);
+  });
+});
+
+describe('FileSystemStorage with directReads', () => {
+  let root: string;
+  const size = 9 * MiB + 12345;
+  const blobs = [randomBytes(size), randomBytes(size)];
+  let storage: FileSystemStorage;
+
+  beforeAll(async () => {
+    root = mkdtempSync(join(tmpdir(), 'direct-reads-'));
+    storage = new FileSystemStorage({ root, directReads: true });
+    for (const [index, bytes] of blobs.entries()) {
+      await storage.createUpload(`upload-${index}`);
+      await storage.appendUpload(`upload-${index}`, 0, Readable.from([bytes]));
+      await storage.commitUpload(`upload-${index}`, bytes.length, `blob-${index}`);
+    }
+  });
+
+  afterAll(() => {
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  /** Reads content as a response does: each chunk handed back once used (here, once copied). */
+  async function readRecycling(key: string, range?: { start: number; end: number }): Promise<Buffer> {
+    const stream = (await storage.readContent(key, range)) as Readable & Partial<RecyclingReadable>;
+    const copies: Buffer[] = [];
+    for await (const chunk of stream) {
+      copies.push(Buffer.from(chunk as Buffer));
+      stream.recycle?.(chunk as Buffer);
+    }
+    return Buffer.concat(copies);
+  }
+
+  it.each([
+    ['the whole blob', undefined],
+    ['a range from an unaligned start to an unaligned end', { start: 4095, end: 8 * MiB + 4095 + 10 }],
+    ['a range from byte 1 to the end', { start: 1, end: size - 1 }],
+    ['the last 8 MiB and a few bytes', { start: size - 8 * MiB - 3, end: size - 1 }],
+    ['a range smaller than DIRECT_READ_MIN (read through the cache)', { start: 3, end: MiB }],
+  ])('returns exactly %s', async (_what, range) => {
+    const bytes = await readRecycling('blob-0', range);
+    expect(bytes.equals(range ? blobs[0].subarray(range.start, range.end + 1) : blobs[0])).toBe(true);
+  });
+
+  it('keeps concurrent readers apart while they reuse blocks handed back', async () => {
+    const reads = Array.from({ length: 6 }, (_, index) => readRecycling(`blob-${index % 2}`));
+    const results = await Promise.all(reads);
+    for (const [index, bytes] of results.entries()) expect(bytes.equals(blobs[index % 2])).toBe(true);
+  });
+
+  it('serves later reads correctly after a reader was dropped midway, its chunks never handed back', async () => {
+    const stream = await storage.readContent('blob-1');
+    for await (const chunk of stream) {
+      expect((chunk as Buffer).length).toBeGreaterThan(0);
+      break;
+    }
+    if (!stream.closed) await new Promise((done) => stream.once('close', done));
+    expect((await readRecycling('blob-1')).equals(blobs[1])).toBe(true);
+  });
+
+  it('reads through the cache when the file system refuses a direct open', async () => {
+    const realOpen = fsPromises.open;
+    const spy = jest.spyOn(fsPromises, 'open').mockImplementation(async (file, flags, mode) => {
+      if (typeof flags === 'number' && (flags & constants.O_DIRECT) !== 0) throw Object.assign(new Error('direct open refused'), { code: 'EINVAL' });
+      return realOpen(file, flags, mode);
+    });
+    try {
+      const refusing = new FileSystemStorage({ root, directReads: true });
+      const stream = await refusing.readContent('blob-0');
+      const chunks: Buffer[] = [];
+      for await (const chunk of stream) chunks.push(chunk as Buffer);
+      expect(Buffer.concat(chunks).equals(blobs[0])).toBe(true);
+      expect(spy.mock.calls.some(([, flags]) => typeof flags === 'number' && (flags & constants.O_DIRECT) !== 0)).toBe(true);
+    } finally {
+      spy.mockRestore();
+    }
   });
 });

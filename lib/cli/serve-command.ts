@@ -14,6 +14,7 @@ export const serveCommand: FlagCommand = {
   description: 'S3 credentials come from the AWS SDK chain: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, a role.',
   flags: [
     { name: 'root', value: 'DIR', help: 'folder for the data (default ./registry-data); not with --s3-bucket' },
+    { name: 'direct-reads', help: 'read large blobs past the page cache: faster first pulls, slower repeated ones (docs/performance.md); not with --s3-bucket' },
     { name: 'port', value: 'N', help: 'TCP port, 0 for any free one (default 5000)' },
     { name: 'host', value: 'ADDRESS', help: 'address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)' },
     { name: 's3-bucket', value: 'NAME', help: 'keep the data in this S3 bucket (needs @aws-sdk/client-s3 installed)' },
@@ -47,14 +48,15 @@ export function serveSettings(values: FlagValues): ServeSettings {
   };
 }
 
-function storageSettings(values: FlagValues): Pick<ServeSettings, 'root' | 's3'> {
+function storageSettings(values: FlagValues): Pick<ServeSettings, 'root' | 's3' | 'directReads'> {
   const bucket = stringFlag(values, 's3-bucket');
   if (!bucket) {
     const stray = S3_FLAGS.find((name) => values[name] !== undefined);
     if (stray) throw new UsageError(`--${stray} needs --s3-bucket`);
-    return { root: stringFlag(values, 'root') };
+    return { root: stringFlag(values, 'root'), directReads: values['direct-reads'] === true };
   }
   if (values.root !== undefined) throw new UsageError('--root and --s3-bucket exclude each other: the data lives in one place');
+  if (values['direct-reads'] !== undefined) throw new UsageError('--direct-reads is for a folder, not --s3-bucket');
   const partSizeMib = integerFlag(values, 's3-part-size-mib', 5, 5120);
   const s3: S3StorageOptions = {
     bucket,

@@ -16,6 +16,8 @@ import { htpasswdAuthorize } from './htpasswd';
 export interface ServeSettings {
   /** The folder `FileSystemStorage` keeps everything in, when `s3` is not set. Default `./registry-data`. */
   root?: string;
+  /** Read large blobs from `root` past the page cache (`FileSystemStorage`'s `directReads`). Default false. */
+  directReads?: boolean;
   /** Keep everything in an S3 bucket instead (needs `@aws-sdk/client-s3`); see `S3StorageOptions`. */
   s3?: S3StorageOptions;
   /** TCP port; 0 picks a free one. Default 5000. */
@@ -102,5 +104,5 @@ async function openStorage(settings: ServeSettings): Promise<{ storage: StorageA
     return { storage: new S3Storage(settings.s3), where: `data in bucket ${settings.s3.bucket}${prefix}` };
   }
   const root = resolve(settings.root ?? 'registry-data');
-  return { storage: new FileSystemStorage({ root }), where: `data in ${root}` };
+  return { storage: new FileSystemStorage({ root, directReads: settings.directReads }), where: `data in ${root}` };
 }

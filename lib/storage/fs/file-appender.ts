@@ -2,6 +2,7 @@
 import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { Writable } from 'node:stream';
+import { ALIGNMENT, alignedBlocks, BLOCKS_PER_APPEND, DIRECT_BLOCK } from './aligned-blocks';
 
 /** Bytes a {@link FileAppender} takes ahead of the disk, so a slow write does not stall the sender at once. */
 const WRITE_AHEAD = 8 << 20;
@@ -9,62 +10,9 @@ const WRITE_AHEAD = 8 << 20;
 /** An {@link UploadFlusher} starts writeback once this many of the file's bytes may not be on disk. */
 export const FLUSH_INTERVAL = 32 << 20;
 
-/**
- * Size of the blocks a {@link FileAppender} gathers bytes into for writes past the page cache:
- * large enough that the disk takes them at full speed (docs/performance.md), small enough that
- * the few blocks an upload holds stay cheap.
- */
-export const DIRECT_BLOCK = 2 << 20;
-
-/** Direct writes need buffer addresses, file offsets and lengths on this boundary; a page covers 512 B and 4 KiB sectors. */
-const ALIGNMENT = 4096;
-
-/** Blocks one append holds at most: those written or waiting to be, and the one being filled. */
-const BLOCKS_PER_APPEND = 4;
-
 /** A block that has gathered bytes but received none for this long is written as it is. */
 const GATHER_IDLE_MS = 50;
 
-/** Blocks cut from one WebAssembly memory. */
-const BLOCKS_PER_SLAB = 16;
-
-/** The part of the WebAssembly API used here (TypeScript's ES2022 library declares none of it). */
-const webAssembly = (globalThis as { WebAssembly?: { Memory: new (descriptor: { initial: number }) => { buffer: ArrayBuffer } } }).WebAssembly;
-
-/**
- * Page-aligned blocks for direct writes. Node's buffers promise no alignment, but WebAssembly
- * memory starts on a page boundary, so blocks are cut from slabs of it. Blocks are reused last in,
- * first out, so the few in use stay the resident ones; slabs are kept, so memory stays at the most
- * blocks ever in use at once (pages never touched take none).
- */
-class AlignedBlocks {
-  private readonly free: Buffer[] = [];
-
-  /**
-   * A block, or undefined where no WebAssembly memory can be had (Node run with `--jitless`, or
-   * out of address space); the appender then writes through the cache.
-   */
-  take(): Buffer | undefined {
-    if (this.free.length === 0 && webAssembly) this.addSlab();
-    return this.free.pop();
-  }
-
-  give(block: Buffer): void {
-    this.free.push(block);
-  }
-
-  private addSlab(): void {
-    let slab: ArrayBuffer;
-    try {
-      slab = new webAssembly!.Memory({ initial: (BLOCKS_PER_SLAB * DIRECT_BLOCK) / 65536 }).buffer;
-    } catch {
-      return;
-    }
-    for (let index = BLOCKS_PER_SLAB - 1; index >= 0; index--) this.free.push(Buffer.from(slab, index * DIRECT_BLOCK, DIRECT_BLOCK));
-  }
-}
-
-const alignedBlocks = new AlignedBlocks();
 
 /**
  * Moves an upload file's bytes to disk while the upload is still arriving: once
@@ -166,11 +114,12 @@ export class FileAppender extends Writable {
     private readonly flusher: UploadFlusher,
     private readonly directPath?: string,
   ) {
-    const block = directPath !== undefined && constants.O_DIRECT !== undefined ? alignedBlocks.take() : undefined;
+    const direct = directPath !== undefined && constants.O_DIRECT !== undefined;
     // With blocks, the blocks are the write-ahead; chunks queue only while the oldest is written.
-    super({ highWaterMark: block ? DIRECT_BLOCK / 2 : WRITE_AHEAD });
-    this.block = block;
-    this.blocksFrom = block ? Math.ceil(startSize / ALIGNMENT) * ALIGNMENT : Infinity;
+    super({ highWaterMark: direct ? DIRECT_BLOCK / 2 : WRITE_AHEAD });
+    // An append's first block's worth goes through the cache: a small one takes no block at all,
+    // and what is soon read back (a config, a small layer) is in the page cache.
+    this.blocksFrom = direct ? Math.ceil((startSize + DIRECT_BLOCK) / ALIGNMENT) * ALIGNMENT : Infinity;
     // What earlier appends left goes to disk while this one's body arrives.
     flusher.flushIfDue(startSize);
   }
@@ -233,6 +182,7 @@ export class FileAppender extends Writable {
 
   private async gather(buffer: Buffer): Promise<void> {
     for (let offset = 0; offset < buffer.length; ) {
+      this.block ??= alignedBlocks.take();
       if (!this.block) {
         // No aligned memory left for another block: the rest goes through the cache, in order.
         await this.lastBlockWrite;
@@ -258,7 +208,6 @@ export class FileAppender extends Writable {
     this.block = undefined;
     this.filled = 0;
     if (this.blockWrites.length >= BLOCKS_PER_APPEND) await this.blockWrites.shift();
-    this.block = alignedBlocks.take();
   }
 
   private async writeDirect(block: Buffer): Promise<void> {

@@ -353,6 +353,9 @@ class MemoryWatch {
 // between large writes would otherwise make likely.
 const agent = new http.Agent({ keepAlive: true, maxSockets: 256, timeout: 4000 });
 
+/** A connection per request, as skopeo makes them (it sends `Connection: close` on every request). */
+const closingAgent = new http.Agent({ keepAlive: false, maxSockets: 256 });
+
 /** A request body: a list of buffers written in order with back-pressure. */
 type Body = Buffer[];
 
@@ -369,9 +372,10 @@ function request(
   headers: http.OutgoingHttpHeaders = {},
   body?: Body,
   expectBody?: (chunk: Buffer, offset: number) => void,
+  via: http.Agent = agent,
 ): Promise<Reply> {
   return new Promise((resolvePromise, reject) => {
-    const req = http.request(new URL(path, base), { method, headers, agent });
+    const req = http.request(new URL(path, base), { method, headers, agent: via });
     req.on('error', reject);
     req.on('response', (res) => {
       let bytes = 0;
@@ -506,6 +510,21 @@ async function uploadChunked(base: string, repository: string, blob: BlobSource,
     location = follow(base, reply.headers.location);
   }
   expectStatus(await request(base, 'PUT', follow(base, location, { digest: blob.digest }), { 'Content-Length': 0 }), 201, 'PUT after chunks');
+}
+
+/** One blob pushed the way skopeo 1.9 pushes a layer: HEAD (404), POST, one chunked PATCH, PUT `?digest=`, each on a connection of its own. */
+async function uploadAsSkopeo(base: string, repository: string, blob: { bytes: Buffer; digest: string }): Promise<void> {
+  const close = { Connection: 'close' };
+  const head = await request(base, 'HEAD', `/v2/${repository}/blobs/${blob.digest}`, close, undefined, undefined, closingAgent).catch((error: Error) => {
+    if (/→ 404/.test(error.message)) return undefined;
+    throw error;
+  });
+  if (head) throw new Error('HEAD as skopeo: the blob exists already');
+  const started = expectStatus(await request(base, 'POST', `/v2/${repository}/blobs/uploads/`, { ...close, 'Content-Length': 0 }, undefined, undefined, closingAgent), 202, 'POST as skopeo');
+  const patchHeaders = { ...close, 'Content-Type': 'application/octet-stream', 'Transfer-Encoding': 'chunked' };
+  const patched = expectStatus(await request(base, 'PATCH', follow(base, started.headers.location), patchHeaders, [blob.bytes], undefined, closingAgent), 202, 'PATCH as skopeo');
+  const put = follow(base, patched.headers.location, { digest: blob.digest });
+  expectStatus(await request(base, 'PUT', put, { ...close, 'Content-Length': 0 }, undefined, undefined, closingAgent), 201, 'PUT as skopeo');
 }
 
 /** GETs a blob, whole or a range; with `verify`, compares every byte (kept out of timed runs, as it costs the client CPU). */
@@ -1126,6 +1145,20 @@ async function main(): Promise<void> {
             record(`  p50 latency, concurrency ${concurrency}`, 'ms', server, { ...sample, value: percentile(latencies, 50) }, false);
             record(`  p99 latency, concurrency ${concurrency}`, 'ms', server, { ...sample, value: percentile(latencies, 99) }, false);
           });
+          // The same blobs again, in a new repository, pushed the way skopeo pushes a layer.
+          await alternate(servers, round, async (server) => {
+            const repository = `bench/small-skopeo-c${concurrency}-r${round}`;
+            let next = 0;
+            const worker = async () => {
+              while (next < blobs.length) await uploadAsSkopeo(server.base, repository, blobs[next++]);
+            };
+            const sample = await measure(
+              server,
+              async () => void (await Promise.all(Array.from({ length: concurrency }, worker))),
+              (seconds) => blobs.length / seconds,
+            );
+            record(`  as skopeo: HEAD, POST, PATCH, PUT, a connection each, concurrency ${concurrency}`, 'uploads/s', server, sample);
+          });
         }
       }
       if (mirror) {
@@ -1203,6 +1236,7 @@ async function main(): Promise<void> {
     for (const server of [...servers, ...(mirror ? [mirror] : [])]) await stopServer(server);
     for (const helper of helpers) if (helper.exitCode === null && helper.kill('SIGTERM')) await once(helper, 'exit');
     agent.destroy();
+    closingAgent.destroy();
     cleanup();
   }
 }

@@ -4,17 +4,15 @@
  * whose size the client announces is refused before its bytes are sent, one streamed without a
  * size (skopeo compresses it on the way) is stopped mid-stream, and neither counts.
  */
-import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { buildExampleServer, startExampleServer, type ExampleServer } from '../support/example-server';
 import { request } from '../support/http';
 import { writeImageLayout, type GeneratedImage } from '../support/oci-layout';
 import { startRecordingProxy, type ProxiedRequest, type RecordingProxy } from '../support/recording-proxy';
+import { skopeoOutcomesIn, type SkopeoOutcome } from '../support/skopeo';
 
-const runFile = promisify(execFile);
 const MiB = 1024 * 1024;
 const QUOTA = 12 * MiB;
 
@@ -26,6 +24,7 @@ describe('skopeo against the example server with a quota and immutable tags', ()
   let fits: GeneratedImage;
   let big: GeneratedImage;
   let other: GeneratedImage;
+  let skopeo: SkopeoOutcome;
 
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'oci-e2e-policies-'));
@@ -36,8 +35,7 @@ describe('skopeo against the example server with a quota and immutable tags', ()
       writeImageLayout(join(work, 'big'), { tag: 'v1', fileSizes: [300, 40 * MiB] }),
       writeImageLayout(join(work, 'other'), { tag: 'v1', fileSizes: [200] }),
     ]);
-    await writeFile(join(work, 'policy.json'), JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
-    await writeFile(join(work, 'registries.conf'), '');
+    skopeo = await skopeoOutcomesIn(work);
     server = await startExampleServer(buildDir, join(work, 'data'), { env: { QUOTA_BYTES: String(QUOTA), IMMUTABLE_TAGS: '^v\\d+$' } });
     proxy = await startRecordingProxy(new URL(server.url));
   }, 120_000);
@@ -48,19 +46,6 @@ describe('skopeo against the example server with a quota and immutable tags', ()
     if (work) await rm(work, { recursive: true, force: true });
     if (buildDir) await rm(buildDir, { recursive: true, force: true });
   });
-
-  /** Runs skopeo; resolves to its exit code and output, for tests that expect it to fail. */
-  async function skopeo(...args: string[]): Promise<{ code: number; output: string }> {
-    const global = ['--policy', join(work, 'policy.json'), '--registries-conf', join(work, 'registries.conf')];
-    try {
-      const { stdout, stderr } = await runFile('skopeo', [...global, ...args], { maxBuffer: 16 * MiB });
-      return { code: 0, output: stdout + stderr };
-    } catch (error) {
-      const { code, stdout, stderr } = error as { code?: unknown; stdout?: string; stderr?: string };
-      if (code === 'ENOENT') throw new Error('skopeo is not installed: apt-get install -y skopeo (as .ci/run does)');
-      return { code: typeof code === 'number' ? code : -1, output: `${stdout ?? ''}${stderr ?? String(error)}` };
-    }
-  }
 
   const copy = (layout: string, destination: string, ...flags: string[]) =>
     skopeo('copy', ...flags, '--dest-tls-verify=false', `oci:${join(work, layout)}:v1`, `docker://${proxy!.host}/${destination}`);

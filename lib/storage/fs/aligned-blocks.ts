@@ -10,10 +10,10 @@ export const DIRECT_BLOCK = 2 << 20;
 /** Direct transfers need buffer addresses, file offsets and lengths on this boundary; a page covers 512 B and 4 KiB sectors. */
 export const ALIGNMENT = 4096;
 
-/** Blocks one transfer (an append, a read) holds at most: those being written or read, and the one in hand. */
+/** Blocks one append holds at most: those written or waiting to be, and the one being filled. */
 export const BLOCKS_PER_APPEND = 4;
 
-/** Blocks cut from one WebAssembly memory: one transfer's most, so a slab is freed as its transfer ends. */
+/** Blocks cut from one WebAssembly memory: one append's most, so a slab is freed as its append ends. */
 const BLOCKS_PER_SLAB = BLOCKS_PER_APPEND;
 
 /** Slabs with no block in use that are kept for the next transfer, so back-to-back ones reuse warm pages. */

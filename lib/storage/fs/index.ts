@@ -42,7 +42,8 @@ export interface FileSystemStorageOptions {
    * far slower on a virtual machine whose host takes free memory back. But a blob read past the
    * cache is read from the disk every time, where one read through it is served from memory from
    * the second pull on. Turn it on where blobs are mostly pulled once, soon after their push (a CI
-   * cache); docs/performance.md has the figures for both.
+   * cache); docs/performance.md has the figures for both. Each such read holds up to eight blocks
+   * in flight and two waiting for the socket (20 MiB) while it runs.
    */
   directReads?: boolean;
 }

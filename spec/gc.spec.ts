@@ -79,6 +79,18 @@ describe('garbage collection', () => {
     await agent.head(`/v2/gc/one/blobs/${sha256(shared)}`).expect(404);
   });
 
+  it('pins content only where a commit keeps a stored copy: a new blob leaves no pin, one pushed again a pin until the next collection', async () => {
+    const storage = new MemoryStorage();
+    const { agent, router } = registryOver(storage);
+    await pushBlob(agent, 'gc/first', 'a layer');
+    expect(await storage.listDocuments('gc/pins/')).toEqual([]);
+    await pushBlob(agent, 'gc/second', 'a layer');
+    expect(await storage.listDocuments('gc/pins/')).toEqual([`content/${contentKey(parseDigest(sha256('a layer')))}`]);
+    expect(await router.collectGarbage()).toMatchObject({ blobLinksRemoved: 0, contentDeleted: 0 });
+    expect(await storage.listDocuments('gc/')).toEqual([]);
+    await agent.get(`/v2/gc/second/blobs/${sha256('a layer')}`).expect(200);
+  });
+
   it('deletes old untagged manifests only when asked, keeping index children and referrers of kept subjects', async () => {
     const storage = new MemoryStorage();
     const { agent, router } = registryOver(storage);

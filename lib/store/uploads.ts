@@ -91,13 +91,17 @@ export class UploadStore {
     const session: UploadSession = { id: randomUUID(), repository, startedAt: new Date().toISOString(), ...(algorithm === 'sha256' ? {} : { algorithm }) };
     // The record goes first: a session whose bytes or index entry exist always has a record to purge it by.
     await adapter.putDocument(uploadRecordKey(session.id), Buffer.from(JSON.stringify(session)));
-    try {
-      await adapter.putDocument(repositorySessionKey(repository, session.id), Buffer.alloc(0));
-      await adapter.createUpload(session.id);
-    } catch (error) {
+    // The index entry and the upload both hang off the record, so they are written side by side.
+    const written = await Promise.allSettled([
+      adapter.putDocument(repositorySessionKey(repository, session.id), Buffer.alloc(0)),
+      adapter.createUpload(session.id),
+    ]);
+    const failed = written.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
+    if (failed) {
       // No session was started (a full disk): nothing of it may count against the limit.
+      if (written[1].status === 'fulfilled') await adapter.deleteUpload(session.id).catch(() => undefined);
       await this.forget(session).catch(() => undefined);
-      throw error;
+      throw failed.reason;
     }
     this.knownSessions.set(session.id, session);
     // No running hash yet: the first append starts one (see claimRunningHash), so a session
@@ -181,16 +185,18 @@ export class UploadStore {
    */
   async complete(session: UploadSession, digest: Digest): Promise<BlobInfo> {
     const { adapter, events } = this.shared;
-    const size = await this.size(session);
+    // Whether the content is stored already is asked alongside the size, to spare the wait for one.
+    const [size, stored] = await Promise.all([this.size(session), this.blobs.content(digest)]);
     const verifyStart = performance.now();
     const actual = await this.hash(session, size, digest.algorithm);
     const verifyMs = performance.now() - verifyStart;
     if (actual !== digest.hex) {
       throw new RegistryError('DIGEST_INVALID', `the uploaded content has digest ${digest.algorithm}:${actual}, not ${digest.value}`);
     }
-    // The content may exist already, unreferenced: committing keeps that copy, so it is pinned
-    // until the link names it (and a collection deleting it now is waited for).
-    await this.marks.pin(contentItem(digest));
+    // Content stored already, perhaps unreferenced, is the copy the commit keeps: it is pinned
+    // until the link names it (and a collection deleting it now is waited for). New content needs
+    // no pin: no collection has marked it, and the touch after the link covers the rest.
+    if (stored) await this.marks.pin(contentItem(digest));
     await this.blobs.link(session.repository, digest, size, async () => {
       try {
         await adapter.commitUpload(session.id, size, contentKey(digest));

@@ -298,6 +298,15 @@ export function describeStorageAdapter(name: string, makeAdapter: () => StorageA
         assert.deepEqual(await adapter.getDocument('empty/one'), Buffer.alloc(0));
         assert.deepEqual(await adapter.listDocuments('empty/'), ['one']);
       });
+
+      it('gets documents of every size back whole, around page and buffer boundaries', async () => {
+        for (const size of [1, 4095, 4096, 4097, 8192, 100_000]) {
+          const value = Buffer.alloc(size, size % 251);
+          value.write(`document of ${size} bytes`.slice(0, size));
+          await adapter.putDocument(`sized/${size}`, value);
+          assert.deepEqual(await adapter.getDocument(`sized/${size}`), value);
+        }
+      });
     });
   });
   if (options.full) describeFullStorage(name, options.full, { describe, it, beforeEach, afterEach });

@@ -1,7 +1,7 @@
 /** FileSystemStorage: the registry in a folder, the embedded default. */
 import { randomUUID } from 'node:crypto';
-import { constants } from 'node:fs';
-import { link, mkdir, open, readFile, readdir, readlink, rename, rm, rmdir, stat, symlink, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+import { close, constants, open as openDescriptor, read } from 'node:fs';
+import { link, mkdir, open, readdir, readlink, rename, rm, rmdir, stat, statfs, symlink, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -12,6 +12,7 @@ import {
   assertSafeKey,
   NotFoundError,
   pageNames,
+  StorageFullError,
   UploadConflictError,
   type ContentInfo,
   type ListOptions,
@@ -154,6 +155,7 @@ export class FileSystemStorage implements StorageAdapter {
       const size = await this.requireUploadSize(id);
       if (size !== expectedSize) throw new UploadConflictError(size);
       await this.failIfFlushFailed(id, true);
+      await this.requireRoomToLink();
       if (await statOrUndefined(this.contentPath(contentKey))) {
         // The same bytes are stored already (the core has verified both): that copy stays, with
         // whatever of it the page cache holds, and this one needs no fsync.
@@ -173,6 +175,21 @@ export class FileSystemStorage implements StorageAdapter {
     this.flushers.delete(id);
     // Empty by now, unless a crashed request left something behind.
     await rmdir(this.uploadDir(id)).catch(() => rm(this.uploadDir(id), { recursive: true, force: true }));
+  }
+
+  /**
+   * Refuses a commit (507) while the disk lacks room for the documents that follow it (the blob's
+   * link, its catalog entry): a commit refused here leaves its session whole, to be completed
+   * again once there is room, where one whose link is refused has used its session up.
+   */
+  private async requireRoomToLink(): Promise<void> {
+    const room = await statfs(this.root);
+    // Root may write into the blocks a file system reserves for it.
+    const blocks = process.getuid?.() === 0 ? room.bfree : room.bavail;
+    // A file system with no fixed count of files (btrfs) reports none at all.
+    if (blocks * room.bsize < ROOM_TO_LINK_BYTES || (room.files > 0 && room.ffree < ROOM_TO_LINK_FILES)) {
+      throw new StorageFullError(`storage is full: too little room left under ${this.root} to link a blob`);
+    }
   }
 
   async deleteUpload(id: string): Promise<void> {
@@ -206,7 +223,7 @@ export class FileSystemStorage implements StorageAdapter {
   async getDocument(key: string): Promise<Buffer | undefined> {
     assertSafeKey(key);
     try {
-      return await readFile(this.documentPath(key));
+      return await readDocumentFile(this.documentPath(key));
     } catch (error) {
       if (isMissing(error)) return undefined;
       throw error;
@@ -338,6 +355,40 @@ async function withParents<T>(path: string, operation: (path: string) => Promise
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
     await mkdir(dirname(path), { recursive: true });
     return operation(path);
+  }
+}
+
+/** Room a commit needs left on the disk for the documents written after it: a few pages, and files to put them in. */
+const ROOM_TO_LINK_BYTES = 64 * 1024;
+const ROOM_TO_LINK_FILES = 16;
+
+/** What a document read asks for first: a page, which holds nearly every document whole. */
+const DOCUMENT_READ = 4096;
+
+/**
+ * A whole small file, through libuv's threads: open, one read (more only for a file larger than
+ * {@link DOCUMENT_READ}), close. `readFile` also stats the file and reads again to find its end,
+ * and each of those is another trip to a thread, which small uploads pay for several times over.
+ */
+async function readDocumentFile(path: string): Promise<Buffer> {
+  const descriptor = await new Promise<number>((resolve, reject) => openDescriptor(path, 'r', (error, fd) => (error ? reject(error) : resolve(fd))));
+  try {
+    let buffer = Buffer.allocUnsafeSlow(DOCUMENT_READ);
+    let length = 0;
+    for (;;) {
+      const wanted = buffer.length - length;
+      const got = await new Promise<number>((resolve, reject) =>
+        read(descriptor, buffer, length, wanted, length, (error, bytesRead) => (error ? reject(error) : resolve(bytesRead))),
+      );
+      length += got;
+      // A regular file's read comes back short only at its end.
+      if (got < wanted) return Buffer.from(buffer.subarray(0, length));
+      const grown = Buffer.allocUnsafeSlow(buffer.length * 2);
+      buffer.copy(grown);
+      buffer = grown;
+    }
+  } finally {
+    await new Promise<void>((resolve) => close(descriptor, () => resolve()));
   }
 }
 

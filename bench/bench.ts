@@ -40,6 +40,7 @@ interface Flags {
   reference: boolean;
   serverNodeArgs: string[];
   settleSeconds: number;
+  idleSeconds: number;
   sessionLevels: number[];
   sessionPosts: number;
   sessionRepositories: number;
@@ -69,6 +70,7 @@ const HELP = `usage: npm run bench -- [flags]
   --no-reference          run only our server
   --server-node-args A,B  extra node flags for our server, e.g. --cpu-prof,--cpu-prof-dir=/tmp/prof
   --settle SECONDS        quiet time before each timed write of 256 MiB or more (default 6, --quick 0); see README
+  --idle SECONDS          after the last workload, how long the servers stay idle before their memory is read again (default 30, --quick 5)
   --sessions A,B,..       open sessions at which "sessions" times POSTs and reads RSS (default 0,10000,100000)
   --session-posts N       timed POSTs at each of those levels (default 1000)
   --session-repos N       repositories the sessions are spread over (default 200)
@@ -92,6 +94,7 @@ function parseFlags(argv: string[]): Flags {
     reference: true,
     serverNodeArgs: [],
     settleSeconds: 6,
+    idleSeconds: 30,
     sessionLevels: [0, 10_000, 100_000],
     sessionPosts: 1000,
     sessionRepositories: 200,
@@ -108,6 +111,7 @@ function parseFlags(argv: string[]): Flags {
       heads: 2000,
       scalingMiB: [1, 16, 128],
       settleSeconds: 0,
+      idleSeconds: 5,
       sessionLevels: [0, 1000, 10_000],
       sessionPosts: 200,
       descriptors: 2500,
@@ -140,6 +144,7 @@ function parseFlags(argv: string[]): Flags {
       case '--no-reference': flags.reference = false; break;
       case '--server-node-args': flags.serverNodeArgs = value().split(','); break;
       case '--settle': flags.settleSeconds = Number(value()); break;
+      case '--idle': flags.idleSeconds = Number(value()); break;
       case '--sessions': flags.sessionLevels = numbers(value()); break;
       case '--session-posts': flags.sessionPosts = Number(value()); break;
       case '--session-repos': flags.sessionRepositories = Number(value()); break;
@@ -1212,13 +1217,24 @@ async function main(): Promise<void> {
       loadAverage: os.loadavg(),
     };
     console.log(`\nmachine: ${machine.cpus}, ${machine.memoryGiB} GiB RAM, node ${machine.node}; load average at the end ${machine.loadAverage.map((l) => l.toFixed(2)).join(' ')}`);
-    for (const server of [...servers, ...(mirror ? [mirror] : [])]) {
-      console.log(`${server === mirror ? 'our mirror' : server.name}: resident memory ${(server.startKiB / 1024).toFixed(1)} MiB after start, ${(statusKiB(server.pid, 'VmRSS') / 1024).toFixed(1)} MiB at the end`);
+    // Both runtimes give memory back some time after a load ends (V8's memory reducer, Go's
+    // scavenger), so what each holds is read at the end and again after a quiet spell.
+    const memory = [...servers, ...(mirror ? [mirror] : [])].map((server) => ({
+      server: server === mirror ? 'our mirror' : server.name,
+      startMiB: server.startKiB / 1024,
+      endMiB: statusKiB(server.pid, 'VmRSS') / 1024,
+      idleMiB: 0,
+    }));
+    if (flags.idleSeconds > 0) await sleep(flags.idleSeconds * 1000);
+    for (const [index, server] of [...servers, ...(mirror ? [mirror] : [])].entries()) memory[index].idleMiB = statusKiB(server.pid, 'VmRSS') / 1024;
+    for (const { server, startMiB, endMiB, idleMiB } of memory) {
+      const idle = flags.idleSeconds > 0 ? `, ${idleMiB.toFixed(1)} MiB after ${flags.idleSeconds} s idle (${(idleMiB / startMiB).toFixed(2)}x)` : '';
+      console.log(`${server}: resident memory ${startMiB.toFixed(1)} MiB after start, ${endMiB.toFixed(1)} MiB at the end (${(endMiB / startMiB).toFixed(2)}x)${idle}`);
     }
     console.log('ratio: median over rounds of ours/reference, each pair run back to back (for ms, MiB and ns/B rows lower is better)');
     console.log('cpu: share of one core during the workload (median); limit: the machine, same bytes, same run');
     if (flags.json) {
-      const report = { startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), argv: process.argv.slice(2), machine, flags: { ...flags, workloads: [...flags.workloads] }, rows: rows.map(summary) };
+      const report = { startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), argv: process.argv.slice(2), machine, memory, flags: { ...flags, workloads: [...flags.workloads] }, rows: rows.map(summary) };
       writeFileSync(flags.json, `${JSON.stringify(report, null, 2)}\n`);
       console.log(`JSON: ${flags.json}`);
     }

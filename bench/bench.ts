@@ -1219,14 +1219,15 @@ async function main(): Promise<void> {
     console.log(`\nmachine: ${machine.cpus}, ${machine.memoryGiB} GiB RAM, node ${machine.node}; load average at the end ${machine.loadAverage.map((l) => l.toFixed(2)).join(' ')}`);
     // Both runtimes give memory back some time after a load ends (V8's memory reducer, Go's
     // scavenger), so what each holds is read at the end and again after a quiet spell.
-    const memory = [...servers, ...(mirror ? [mirror] : [])].map((server) => ({
+    const measured = [...servers, ...(mirror ? [mirror] : [])];
+    const endKiB = measured.map((server) => statusKiB(server.pid, 'VmRSS'));
+    if (flags.idleSeconds > 0) await sleep(flags.idleSeconds * 1000);
+    const memory = measured.map((server, index) => ({
       server: server === mirror ? 'our mirror' : server.name,
       startMiB: server.startKiB / 1024,
-      endMiB: statusKiB(server.pid, 'VmRSS') / 1024,
-      idleMiB: 0,
+      endMiB: endKiB[index] / 1024,
+      idleMiB: statusKiB(server.pid, 'VmRSS') / 1024,
     }));
-    if (flags.idleSeconds > 0) await sleep(flags.idleSeconds * 1000);
-    for (const [index, server] of [...servers, ...(mirror ? [mirror] : [])].entries()) memory[index].idleMiB = statusKiB(server.pid, 'VmRSS') / 1024;
     for (const { server, startMiB, endMiB, idleMiB } of memory) {
       const idle = flags.idleSeconds > 0 ? `, ${idleMiB.toFixed(1)} MiB after ${flags.idleSeconds} s idle (${(idleMiB / startMiB).toFixed(2)}x)` : '';
       console.log(`${server}: resident memory ${startMiB.toFixed(1)} MiB after start, ${endMiB.toFixed(1)} MiB at the end (${(endMiB / startMiB).toFixed(2)}x)${idle}`);

@@ -70,6 +70,22 @@ describe('storage faults over HTTP, whatever the adapter', () => {
     expect(res.body.errors[0].detail).toMatch(/storage is full/);
   });
 
+  it('a POST whose session index entry is refused leaves no upload, record or entry behind', async () => {
+    const storage = failingStorage(() => new StorageFullError(), 'repositories/repo/_uploads/');
+    const created: string[] = [];
+    const createUpload = storage.createUpload.bind(storage);
+    storage.createUpload = async (id) => {
+      await createUpload(id);
+      created.push(id);
+    };
+    await supertest(makeApp(storage)).post('/v2/repo/blobs/uploads/').expect(507);
+    // The upload was made beside the refused entry, and taken back.
+    expect(created).toHaveLength(1);
+    expect(await storage.uploadSize(created[0])).toBeUndefined();
+    expect(await storage.listDocuments('uploads/')).toEqual([]);
+    expect(await storage.listDocuments('repositories/repo/_uploads/')).toEqual([]);
+  });
+
   it.each([
     ['a StorageUnavailableError', () => new StorageUnavailableError('down', { retryAfter: 9 }), '9'],
     ['a raw ECONNREFUSED', () => errno('ECONNREFUSED'), '5'],

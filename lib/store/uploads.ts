@@ -92,16 +92,16 @@ export class UploadStore {
     // The record goes first: a session whose bytes or index entry exist always has a record to purge it by.
     await adapter.putDocument(uploadRecordKey(session.id), Buffer.from(JSON.stringify(session)));
     // The index entry and the upload both hang off the record, so they are written side by side.
-    const written = await Promise.allSettled([
+    const [entry, upload] = await Promise.allSettled([
       adapter.putDocument(repositorySessionKey(repository, session.id), Buffer.alloc(0)),
       adapter.createUpload(session.id),
     ]);
-    const failed = written.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
-    if (failed) {
+    const failure = entry.status === 'rejected' ? entry : upload.status === 'rejected' ? upload : undefined;
+    if (failure) {
       // No session was started (a full disk): nothing of it may count against the limit.
-      if (written[1].status === 'fulfilled') await adapter.deleteUpload(session.id).catch(() => undefined);
+      if (upload.status === 'fulfilled') await adapter.deleteUpload(session.id).catch(() => undefined);
       await this.forget(session).catch(() => undefined);
-      throw failed.reason;
+      throw failure.reason;
     }
     this.knownSessions.set(session.id, session);
     // No running hash yet: the first append starts one (see claimRunningHash), so a session
